@@ -1,0 +1,410 @@
+"""The one training loop (accelerate), the single scoring pass, and the result file of a run.
+
+Read top to bottom: `RunSpec` says what to run, `Engine.run` trains (or, for post-hoc methods, reuses the
+baseline's scores), scores the evaluation pool and the validation split once, evaluates every view of the pool,
+and writes `<run_id>.npz` then `<run_id>.json` atomically from the main process only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import io
+import json
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+
+from . import metrics as M
+from .errors import UserError
+from .method import Method, TrainInfo
+from .params import format_spec
+from .results import SCHEMA_VERSION, atomic_write_bytes, read_result, result_path, run_id, write_result
+from .sampling import BudgetBatchSampler
+from .task import Task, TaskData, collate
+from .views import View, ViewContext, build_views
+
+CHECK_FINITE_EVERY = 25  # steps between loss checks: NaN persists once it appears, and a check syncs the GPU
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf: the run is recorded as failed and the sweep goes on."""
+
+
+@dataclass
+class RunSpec:
+    task: Task
+    method: Method
+    seed: int
+
+    @property
+    def task_spec(self) -> str:
+        return format_spec(self.task.name, self.task.hparams, _defaults(type(self.task)))
+
+    @property
+    def method_spec(self) -> str:
+        return format_spec(self.method.name, self.method.hparams, _defaults(type(self.method)))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "task": {"name": self.task.name, "params": self.task.hparams, "spec": self.task_spec},
+            "method": {"name": self.method.name, "params": self.method.hparams, "spec": self.method_spec},
+            "seed": self.seed,
+            "train": self.task.train_config(),
+            "views": list(self.task.views),
+        }
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config)
+
+    def baseline(self) -> "RunSpec":
+        from .registry import get_method
+
+        return RunSpec(self.task, get_method("none"), self.seed)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {k: p.default for k, p in getattr(cls, "params", {}).items()}
+
+
+@dataclass
+class PreparedTask:
+    """A task's data, training statistics and evaluation views, built once and shared by all its runs."""
+
+    task: Task
+    data: TaskData
+    train: TrainInfo
+    views: dict[str, View]
+    val_views: dict[str, View]
+
+
+def prepare_task(task: Task) -> PreparedTask:
+    data = task.load()
+    tr = data.train
+    _check_labels(task, "train", tr.labels)
+    _check_labels(task, "val", data.val.labels)
+    _check_labels(task, "pool", data.pool.labels)
+    train = TrainInfo(labels=tr.labels, multi_label=task.multi_label, num_classes=task.num_classes,
+                      budget_samples=int(task.budget_samples), features=tr.features)
+    counts = train.class_counts
+
+    def views_of(split, groups):
+        ctx = ViewContext(labels=split.labels, multi_label=task.multi_label, num_classes=task.num_classes,
+                          train_counts=counts, n_train=train.n_examples, groups=groups, seed=0,
+                          min_positives=task.balanced_min_positives)
+        return build_views(task.views, ctx)
+
+    return PreparedTask(task, data, train, views_of(data.pool, data.pool_groups), views_of(data.val, data.val_groups))
+
+
+def _check_labels(task: Task, split: str, labels: np.ndarray) -> None:
+    c = task.num_classes
+    if task.multi_label:
+        if labels.ndim != 2 or labels.shape[1] != c:
+            raise UserError(f"task '{task.name}': {split} labels must be (N, {c}) for {c} classes, got {labels.shape}")
+    else:
+        if labels.ndim != 1:
+            raise UserError(f"task '{task.name}': {split} labels must be 1-D class ids, got shape {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= c):
+            raise UserError(f"task '{task.name}': {split} labels out of range [0, {c}): "
+                            f"found {labels.min()}..{labels.max()}; fix the label mapping")
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Git commit and library versions (lm-evaluation-harness style), computed once per process."""
+    root = Path(__file__).resolve().parent.parent
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10).stdout
+        dirty = bool(status.strip()) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("torch", "accelerate", "numpy", "scipy", "scikit-learn", "transformers", "timm", "datasets",
+                "imbalanced-learn", "torchvision"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return {"git_commit": commit, "git_dirty": dirty, "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+class Engine:
+    """Runs one configuration at a time on a shared Accelerator; only the main process writes."""
+
+    def __init__(self, accelerator: Accelerator, out_dir: str | Path, quiet: bool = False) -> None:
+        self.acc = accelerator
+        self.out = Path(out_dir)
+        self.quiet = quiet
+
+    # ---- paths -----------------------------------------------------------------------------------------------
+    def path(self, spec: RunSpec) -> Path:
+        return result_path(self.out, spec.task.name, spec.run_id)
+
+    def log(self, spec: RunSpec, line: str) -> None:
+        if self.acc.is_main_process:
+            p = self.out / "logs" / f"{spec.run_id}.log"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "a") as f:
+                f.write(f"{_dt.datetime.now().isoformat(timespec='seconds')} {line}\n")
+
+    # ---- one run ---------------------------------------------------------------------------------------------
+    def run(self, spec: RunSpec, prepared: PreparedTask) -> Optional[dict]:
+        """Train (or reuse the baseline's scores), evaluate every view, write the result. Returns it on main."""
+        t0 = time.perf_counter()
+        task, method = spec.task, spec.method
+        method.check_task(task.multi_label, task.name)
+        method.setup(prepared.train)
+        self.log(spec, f"start {spec.task_spec} {spec.method_spec} seed={spec.seed}")
+        error = None
+        seen = None
+        try:
+            if method.posthoc:
+                pool_logits, val_logits, seen = self._baseline_scores(spec)
+                train_time = 0.0
+            else:
+                pool_logits, val_logits, seen, train_time = self._train_and_score(spec, prepared)
+        except TrainingDiverged as exc:
+            error, pool_logits, val_logits, train_time = str(exc), None, None, time.perf_counter() - t0
+            self.log(spec, f"failed: {error}")
+        if not self.acc.is_main_process:
+            self.acc.wait_for_everyone()
+            return None
+        t1 = time.perf_counter()
+        result = self._result(spec, prepared, pool_logits, val_logits, seen, error)
+        result["train_time_s"] = round(train_time, 3)
+        result["eval_time_s"] = round(time.perf_counter() - t1, 3)
+        result["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        if pool_logits is not None:
+            self._write_scores(spec, prepared, pool_logits, val_logits)
+        write_result(self.path(spec), result)
+        self.log(spec, f"done status={result['status']} wall={result['wall_time_s']}s")
+        self.acc.wait_for_everyone()
+        return result
+
+    def _train_and_score(self, spec: RunSpec, prepared: PreparedTask):
+        acc, task, method = self.acc, spec.task, spec.method
+        t0 = time.perf_counter()
+        set_seed(spec.seed)
+        model = task.build_model()
+        sampler = BudgetBatchSampler(method, prepared.train, task.budget_samples, task.batch_size, spec.seed)
+        loader_kw = dict(collate_fn=collate, num_workers=task.num_workers,
+                         persistent_workers=False, pin_memory=acc.device.type == "cuda")
+        train_dl = DataLoader(prepared.data.train.dataset, batch_sampler=sampler, **loader_kw)
+        pool_dl = DataLoader(prepared.data.pool.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
+        val_dl = DataLoader(prepared.data.val.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
+        steps = -(-len(sampler) // acc.num_processes)
+        optimizer, scheduler = task.build_optimizer(model, steps)
+        model, optimizer, train_dl, pool_dl, val_dl = acc.prepare(model, optimizer, train_dl, pool_dl, val_dl)
+        if scheduler is not None:
+            scheduler = acc.prepare_scheduler(scheduler)
+        ckpt = self.out / "checkpoints" / spec.run_id
+        start = self._resume(spec, ckpt)
+        batches = acc.skip_first_batches(train_dl, start) if start else train_dl
+        model.train()
+        bar = _bar(total=steps, initial=start, desc=f"  {spec.method_spec} seed {spec.seed}", leave=False,
+                   disable=self.quiet or not acc.is_local_main_process)
+        step = start
+        for step, (x, y) in enumerate(batches, start=start):
+            if task.multi_label:
+                y = y.float()
+            x, y = task.augment_batch(x, y)
+            logits = model(x)
+            loss = method.loss(logits.float(), y, step / steps)
+            acc.backward(loss)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step % CHECK_FINITE_EVERY == 0 or step == steps - 1:
+                value = loss.detach().float().item()
+                if not math.isfinite(value):
+                    bar.close()
+                    acc.free_memory()
+                    raise TrainingDiverged(f"loss became {value} at step {step} of {steps}; "
+                                           f"lower the learning rate or check the method's parameters")
+                if step % (CHECK_FINITE_EVERY * 20) == 0:
+                    self.log(spec, f"step {step}/{steps} loss {value:.5f}")
+            if task.checkpoint_every and (step + 1) % task.checkpoint_every == 0 and step + 1 < steps:
+                self._checkpoint(ckpt, step + 1)
+            bar.update(1)
+        bar.close()
+        train_time = time.perf_counter() - t0
+        model.eval()
+        pool_logits = self._predict(model, pool_dl)
+        val_logits = self._predict(model, val_dl)
+        seen = {
+            "samples_seen": int(sampler.draw_counts.sum()),
+            "epochs": round(sampler.epochs, 4),
+            "class_counts_seen": sampler.class_counts_seen().tolist(),
+        }
+        acc.free_memory()
+        if acc.is_main_process and ckpt.exists():
+            shutil.rmtree(ckpt, ignore_errors=True)  # the result file supersedes it
+        return pool_logits, val_logits, seen, train_time
+
+    def _checkpoint(self, ckpt: Path, next_step: int) -> None:
+        """accelerator.save_state, then a marker written last: a checkpoint without it is incomplete."""
+        self.acc.save_state(str(ckpt / "state"))
+        if self.acc.is_main_process:
+            atomic_write_bytes(ckpt / "step.json", json.dumps({"next_step": next_step}).encode())
+        self.acc.wait_for_everyone()
+
+    def _resume(self, spec: RunSpec, ckpt: Path) -> int:
+        """The step to resume from: that of a complete checkpoint of this run, else 0."""
+        marker = ckpt / "step.json"
+        if not marker.exists():
+            return 0
+        try:
+            next_step = int(json.loads(marker.read_text())["next_step"])
+            self.acc.load_state(str(ckpt / "state"))
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            self.log(spec, f"checkpoint unusable ({exc}); starting over")
+            return 0
+        self.log(spec, f"resumed from checkpoint at step {next_step}")
+        return next_step
+
+    @torch.no_grad()
+    def _predict(self, model: torch.nn.Module, loader: DataLoader) -> np.ndarray:
+        """Logits of every example of the loader, in order, gathered across processes without padding."""
+        out = []
+        for x, _ in loader:
+            out.append(self.acc.gather_for_metrics(model(x).float()).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+    def _baseline_scores(self, spec: RunSpec):
+        """Post-hoc methods reuse the baseline's stored logits of the same task and seed (no retraining)."""
+        base = spec.baseline()
+        path = self.path(base)
+        res = read_result(path)
+        npz = path.with_suffix(".npz")
+        if res is None or res.get("status") != "ok" or not npz.exists():
+            raise UserError(f"method '{spec.method.name}' is post-hoc and needs the baseline 'none' result for "
+                            f"task {spec.task_spec} seed {spec.seed} in {self.out}; it runs first in every grid")
+        with np.load(npz) as z:
+            return z["pool_logits"], z["val_logits"], res["effective_prior"]
+
+    # ---- results ---------------------------------------------------------------------------------------------
+    def _result(self, spec: RunSpec, prepared: PreparedTask, pool_logits, val_logits, seen, error) -> dict:
+        task, train = spec.task, prepared.train
+        counts = train.class_counts
+        present = counts > 0
+        result: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": spec.run_id,
+            "status": "failed" if error else "ok",
+            "error": error,
+            "config": spec.config,
+            "task_info": {**task.info(), "skipped": prepared.data.skipped, "notes": prepared.data.notes},
+            "train_stats": train_stats(train),
+            "effective_prior": None,
+            "eval": {},
+            "val": {},
+            "scores_file": None,
+            "env": {**environment(), "num_processes": self.acc.num_processes, "device": str(self.acc.device),
+                    "mixed_precision": str(self.acc.mixed_precision)},
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if seen is not None:
+            cs = np.asarray(seen["class_counts_seen"])
+            result["effective_prior"] = {**seen, "imbalance_ratio_seen": _ratio(cs[present])}
+        if error:
+            return result
+        result["eval"] = evaluate_views(spec.method, task.multi_label, pool_logits, prepared.data.pool.labels,
+                                        prepared.views)
+        result["val"] = evaluate_views(spec.method, task.multi_label, val_logits, prepared.data.val.labels,
+                                       prepared.val_views, per_class=False)
+        result["scores_file"] = f"{spec.run_id}.npz"
+        return result
+
+    def _write_scores(self, spec: RunSpec, prepared: PreparedTask, pool_logits, val_logits) -> None:
+        arrays = {"pool_logits": pool_logits.astype(np.float32), "pool_labels": prepared.data.pool.labels,
+                  "val_logits": val_logits.astype(np.float32), "val_labels": prepared.data.val.labels}
+        for prefix, views in (("view", prepared.views), ("valview", prepared.val_views)):
+            for name, v in views.items():
+                arrays[f"{prefix}_{name}_idx"] = v.indices
+                if v.weights is not None:
+                    arrays[f"{prefix}_{name}_w"] = v.weights
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.path(spec).with_suffix(".npz"), buf.getvalue())
+
+
+def _ratio(counts: np.ndarray) -> Optional[float]:
+    counts = np.asarray(counts, dtype=np.float64)
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if counts.size else None
+
+
+def train_stats(train: TrainInfo) -> dict[str, Any]:
+    counts = train.class_counts
+    lpe = float(train.label_matrix.sum() / max(train.n_examples, 1)) if train.multi_label else 1.0
+    return {
+        "n_examples": train.n_examples,
+        "n_classes": train.num_classes,
+        "class_counts": counts.tolist(),
+        "imbalance_ratio": _ratio(counts),
+        "labels_per_example": round(lpe, 4),
+        "absent_classes": np.flatnonzero(counts == 0).tolist(),
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels: np.ndarray,
+                   views: dict[str, View], per_class: bool = True) -> dict[str, Any]:
+    """Metrics of every view from one array of logits: the method's adjustment is applied once."""
+    scores = np.asarray(method.adjust_logits(np.asarray(logits, dtype=np.float64)), dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise TrainingDiverged("evaluation scores contain NaN or inf")
+    if not multi_label:
+        scores = softmax(scores)
+    out = {}
+    for name, v in views.items():
+        y, s = labels[v.indices], scores[v.indices]
+        m = M.metrics_for(multi_label, y, s, v.weights)
+        w = np.ones(v.indices.size) if v.weights is None else v.weights
+        if multi_label:
+            cc = (w @ y.astype(np.float64))
+        else:
+            cc = np.bincount(y, weights=w, minlength=logits.shape[1])
+        entry = {"description": v.description, "n_examples": int(v.indices.size), "weighted": v.weights is not None,
+                 "effective_n": round(v.effective_n, 2), "class_counts": [round(float(c), 3) for c in cc],
+                 "n_classes_scored": m["n_classes_scored"],
+                 "metrics": {k: val for k, val in m.items() if k not in ("per_class", "n_classes_scored")},
+                 **({"info": v.info} if v.info else {})}
+        if per_class:
+            entry["per_class"] = m["per_class"]
+        out[name] = entry
+    return out
+
+
+def _bar(**kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, **kw)

@@ -1,0 +1,39 @@
+"""β-oversampling of rare classes (Moore et al. 2023, "Dataset balancing can hurt model performance", arXiv 2307.00079)."""
+import numpy as np
+
+from benchmark import Method, Param, register_method
+from benchmark.method import TrainInfo, class_factors_to_examples
+
+
+def class_repeat_factors(counts: np.ndarray, beta: float) -> np.ndarray:
+    """M_j = (n_max / n_j)^β for classes present in training; 0 for absent classes (they are ignored)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    out = np.zeros_like(counts)
+    present = counts > 0
+    if present.any():
+        out[present] = (counts.max() / counts[present]) ** beta
+    return out
+
+
+@register_method
+class Oversample(Method):
+    """Repeat each example by the max (or sum / mean) of its classes' factors (n_max/n_j)^β; β=0 is no balancing.
+
+    How a multi-label clip combines its labels' factors is not stated in the paper: `max` is the default (as in
+    repeat-factor sampling), `sum` is the AST repository's rule. Fractional factors are rounded stochastically
+    each epoch, so the expected number of repeats is exact.
+    """
+
+    name = "oversample"
+    paper = "Moore et al. 2023, arXiv 2307.00079"
+    params = {
+        "beta": Param(float, 0.5, "balancing strength: 0 none, 1 full", min=0.0, max=4.0),
+        "aggregate": Param(str, "max", "how a multi-label example combines its labels' factors",
+                           choices=("max", "sum", "mean")),
+    }
+
+    def repeat_factors(self, train: TrainInfo) -> np.ndarray:
+        factors = class_repeat_factors(train.class_counts, self.beta)
+        # absent classes carry factor 0 and must not pull an example's max/mean: mask them out of its labels
+        labels = train.label_matrix & train.present
+        return class_factors_to_examples(labels, factors, self.aggregate, default=1.0)

@@ -1,0 +1,1 @@
+"""Tasks, one per file. Every module here is imported by the registry on first use."""
