@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not render report.md at the end")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="a .py file registering extra methods/tasks (repeatable)")
+    p.add_argument("--data", metavar="PATH|HUB_ID", help="data location for tasks with a `data` parameter "
+                   "(a local directory / files, or a hub dataset id); same as --task NAME:data=...")
+    p.add_argument("--init", metavar="INIT", help="model initialization for tasks with an `init` parameter "
+                   "(e.g. audioset: imagenet | scratch | hub:<id>)")
+    p.add_argument("--model-size", metavar="SIZE", help="model size for tasks with a `model_size` parameter "
+                   "(e.g. tiny for CPU runs and tests)")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
                    help="override accelerate's mixed precision (default: accelerate's config / launch flags)")
     return p
@@ -133,7 +139,18 @@ def resolve_grid(args: argparse.Namespace):
     """Task and method instances plus seeds, all validated (nothing is run or written here)."""
     task_specs = split_specs(args.task) if args.task else DEFAULT_TASKS
     method_specs = split_specs(args.method) if args.method else DEFAULT_METHODS
-    tasks = [get_task(s) for s in task_specs]
+    overrides = {k: v for k, v in (("data", args.data), ("init", args.init), ("model_size", args.model_size))
+                 if v is not None}
+    tasks = []
+    for s in task_specs:
+        cls = TASKS.get_class(s.split(":", 1)[0].strip())
+        accepted = {k: v for k, v in overrides.items() if k in getattr(cls, "params", {})}
+        tasks.append(get_task(s, **accepted))
+    for key in overrides:
+        if not any(key in t.params for t in tasks):
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} applies to tasks with a '{key}' parameter; none of "
+                            f"{', '.join(t.name for t in tasks)} has one (see --list --verbose)")
     methods = [get_method("none")] + [get_method(s) for s in method_specs]
     for t in tasks:
         for m in methods:
