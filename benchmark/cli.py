@@ -5,6 +5,7 @@ All input is validated before anything is trained or written; a bad input is one
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from typing import Optional, Sequence
 from .errors import UserError
 from .params import split_specs
 from .registry import METHODS, TASKS, get_method, get_task, list_methods, list_tasks, load_plugin
+from .sweep import Sweep, entries_from_specs, load_sweep, parse_shard
 
 # The offline default grid: every default in one place, each with why.
 DEFAULT_TASKS = ["synth-multilabel", "synth-singlelabel"]  # offline, generated, both label types
@@ -26,6 +28,8 @@ DEFAULT_METHODS = [
 ]
 DEFAULT_SEEDS = 3  # 3 seeds: a usable t-interval (t=4.3 vs 12.7 at 2 seeds) and the grid stays under 2 minutes
 DEFAULT_OUT = "runs/default"
+DISK_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only filesystem"}
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # --log-with -> pip name
 
 EXAMPLES = """examples:
   python run_benchmark.py                                   # offline default grid, then runs/default/report.md
@@ -33,11 +37,16 @@ EXAMPLES = """examples:
   python run_benchmark.py --method oversample --task synth-multilabel
   python run_benchmark.py --method oversample,class_weighted,focal --task synth-multilabel,synth-singlelabel --seeds 3
   python run_benchmark.py --method oversample:beta=0.25 --method oversample:beta=0.5 --task synth-multilabel
+  python run_benchmark.py --method oversample:beta=0:1:0.25 --task synth-multilabel --seeds 0,1,2   # a range
+  python run_benchmark.py --sweep sweeps/synth.toml                 # a sweep file (tasks, grids, seeds)
+  python run_benchmark.py --sweep sweeps/paper.toml --shard 3/8     # the 4th of 8 parts (e.g. a Slurm array)
   python run_benchmark.py report runs/default               # re-render the report from the JSON files
+  python run_benchmark.py report runs/default --views sade --eval-prior my_prior.csv --publish site/
   ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 run_benchmark.py --task synth-multilabel
 
 The baseline 'none' is always run for every task and seed: every leaderboard cell is a change against it.
-Finished runs are skipped when the same command is run again (--overwrite redoes them)."""
+Finished runs are skipped when the same command is run again (--overwrite redoes them): a killed sweep
+resumes where it stopped, and processes sharing one --out never run the same configuration twice."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,11 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task spec 'name[:key=value,...]'; repeat or comma-separate (default: the offline grid)")
     p.add_argument("--seeds", default=None, metavar="N|LIST",
                    help=f"number of seeds (0..N-1) or a comma list like 0,3,7 (default {DEFAULT_SEEDS})")
-    p.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR", help=f"results directory (default {DEFAULT_OUT})")
+    p.add_argument("--sweep", metavar="FILE.toml", help="a sweep file naming tasks, method grids, seeds and task "
+                   "overrides (see sweeps/); replaces --task/--method")
+    p.add_argument("--shard", metavar="I/N", help="run the I-th of N deterministic parts of the grid (0-based, e.g. "
+                   "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); all parts may share one --out")
+    p.add_argument("--out", "-o", default=None, metavar="DIR",
+                   help=f"results directory (default: the sweep file's `out`, else {DEFAULT_OUT})")
     p.add_argument("--overwrite", action="store_true", help="redo runs whose result file already exists")
     p.add_argument("--list", action="store_true", help="list methods and tasks, one line each, and exit")
     p.add_argument("--verbose", "-v", action="store_true", help="with --list: parameters, sources, sizes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--log-with", choices=sorted(TRACKER_PACKAGES), default=None,
+                   help="also log each run's loss and final metrics with this accelerate tracker (under --out)")
     p.add_argument("--no-report", action="store_true", help="do not render report.md at the end")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="a .py file registering extra methods/tasks (repeatable)")
@@ -68,7 +84,66 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. tiny for CPU runs and tests)")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
                    help="override accelerate's mixed precision (default: accelerate's config / launch flags)")
+    add_report_options(p)
     return p
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
+    """Options of the prior-shift analysis; given to a run or to `report`, they are saved with the run dir."""
+    g = p.add_argument_group("evaluation under prior shift (computed from the stored scores, saved in "
+                             "<out>/report_options.json)")
+    g.add_argument("--views", action="append", metavar="LIST",
+                   help="extra evaluation distributions for the report: forward<ρ>, backward<ρ>, uniform, "
+                        "train_prior, gamma<γ>, or 'sade' for forward50..2, uniform, backward2..50 (comma list)")
+    g.add_argument("--eval-prior", action="append", metavar="[TASK=]FILE",
+                   help="a user evaluation prior: CSV 'class,probability' or 'class,count' (class by index or "
+                        "name); TASK= limits it to one task; shown as distribution user:<file stem>")
+    g.add_argument("--bootstrap", type=int, default=None, metavar="B",
+                   help="paired bootstrap resamples of the evaluation examples per distribution (default "
+                        "100; 0: intervals over seeds only)")
+    g.add_argument("--shot-bins", default=None, metavar="MANY,FEW",
+                   help="per-class bins: many > MANY, few < FEW training examples (default 100,20)")
+
+
+def report_options(args: argparse.Namespace, out: Path, tasks: Optional[list] = None):
+    """The prior-shift options for `out`: the saved ones updated by the flags given (validated here), or None
+    when no flag was given (the saved ones, if any, apply unchanged)."""
+    given = [args.views, args.eval_prior, args.bootstrap, args.shot_bins]
+    if all(v is None for v in given):
+        return None
+    from reports.priorshift import load_options, prior_entry, priors_for
+
+    from .views import expand_view_names
+
+    opts = load_options(out)
+    if args.views is not None:
+        opts.views = expand_view_names(split_specs(args.views))
+    if args.bootstrap is not None:
+        if args.bootstrap < 0 or args.bootstrap == 1:
+            raise UserError(f"--bootstrap {args.bootstrap}: give 0 (seeds only) or at least 2 resamples (e.g. 100)")
+        opts.bootstrap = args.bootstrap
+    if args.shot_bins is not None:
+        try:
+            many, few = (int(x) for x in args.shot_bins.split(","))
+        except ValueError:
+            raise UserError(f"--shot-bins {args.shot_bins!r}: give two integers MANY,FEW such as 100,20") from None
+        if not 0 < few <= many:
+            raise UserError(f"--shot-bins {args.shot_bins}: need 0 < FEW <= MANY (e.g. 100,20)")
+        opts.shot_bins = (many, few)
+    if args.eval_prior is not None:
+        opts.priors = [prior_entry(spec) for spec in args.eval_prior]
+        names = [p["name"] for p in opts.priors]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise UserError(f"--eval-prior: two files named '{dup[0]}'; rename one (the file stem names the prior)")
+        for task in tasks or []:  # resolve against every task of the grid now, before any training
+            priors_for(opts, task.name, task.class_names)
+        known = {t.name for t in tasks or []}
+        for p in opts.priors:
+            if tasks is not None and p["task"] is not None and p["task"] not in known:
+                raise UserError(f"--eval-prior {p['task']}={p['path']}: no task '{p['task']}' in this grid "
+                                f"({', '.join(sorted(known))})")
+    return opts
 
 
 def parse_seeds(text: Optional[str]) -> list[int]:
@@ -135,27 +210,83 @@ def list_registry(verbose: bool) -> str:
     return "\n".join(lines)
 
 
-def resolve_grid(args: argparse.Namespace):
-    """Task and method instances plus seeds, all validated (nothing is run or written here)."""
-    task_specs = split_specs(args.task) if args.task else DEFAULT_TASKS
-    method_specs = split_specs(args.method) if args.method else DEFAULT_METHODS
-    overrides = {k: v for k, v in (("data", args.data), ("init", args.init), ("model_size", args.model_size))
-                 if v is not None}
+def resolve_grid(args: argparse.Namespace, sweep: Optional[Sweep] = None):
+    """Task and method instances plus seeds, all validated (nothing is run or written here).
+
+    Specs may hold ranges (`oversample:beta=0:1:0.25`); a sweep file replaces --task/--method, and its seeds and
+    [overrides] apply unless --seeds / --data / --init / --model-size say otherwise.
+    """
+    if sweep is not None and (args.task or args.method):
+        raise UserError(f"--sweep {sweep.path} names the tasks and methods; drop --task/--method (or drop --sweep)")
+    if sweep is not None:
+        task_entries, method_entries = sweep.tasks, sweep.methods
+    else:
+        task_entries = entries_from_specs(split_specs(args.task) if args.task else DEFAULT_TASKS)
+        method_entries = entries_from_specs(split_specs(args.method) if args.method else DEFAULT_METHODS)
+    flags = {k: v for k, v in (("data", args.data), ("init", args.init), ("model_size", args.model_size))
+             if v is not None}
+    overrides = {**(sweep.overrides if sweep is not None else {}), **flags}
     tasks = []
-    for s in task_specs:
-        cls = TASKS.get_class(s.split(":", 1)[0].strip())
+    for e in task_entries:
+        cls = TASKS.get_class(e.name)
         accepted = {k: v for k, v in overrides.items() if k in getattr(cls, "params", {})}
-        tasks.append(get_task(s, **accepted))
+        tasks.append(get_task(e.name, **{**e.params, **accepted}))
+    if not tasks:
+        where = f"{sweep.path} lists no tasks; add a [[tasks]] table" if sweep is not None else "no tasks"
+        raise UserError(f"the grid has zero runs: {where} (see --list for task names)")
     for key in overrides:
         if not any(key in t.params for t in tasks):
-            flag = "--" + key.replace("_", "-")
+            flag = "--" + key.replace("_", "-") if key in flags else f"[overrides] {key} in {sweep.path}"
             raise UserError(f"{flag} applies to tasks with a '{key}' parameter; none of "
                             f"{', '.join(t.name for t in tasks)} has one (see --list --verbose)")
-    methods = [get_method("none")] + [get_method(s) for s in method_specs]
+    methods = [get_method("none")] + [get_method(e.name, **e.params) for e in method_entries]
     for t in tasks:
         for m in methods:
             m.check_task(t.multi_label, t.name)
-    return tasks, methods, parse_seeds(args.seeds)
+    if args.seeds is None and sweep is not None and sweep.seeds is not None:
+        seeds = sweep.seeds
+    else:
+        seeds = parse_seeds(args.seeds)
+    return tasks, methods, seeds
+
+
+def check_tracker(name: Optional[str]) -> None:
+    """--log-with needs its tracker's package; say which to install before anything runs."""
+    if name is None:
+        return
+    import importlib.util
+
+    pkg = TRACKER_PACKAGES[name]
+    if importlib.util.find_spec(pkg) is None:
+        raise UserError(f"--log-with {name} needs the {pkg} package: pip install {pkg} (or drop --log-with)")
+
+
+def prune_empty(root: Path) -> None:
+    """Remove empty directories under `root` and `root` itself if empty (an aborted command leaves nothing)."""
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    try:
+        root.rmdir()
+    except OSError:
+        pass
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler's time limit or preemption) unwinds like Ctrl-C: claims are released, so a requeued
+    job on another machine does not wait for them to go stale."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,15 +295,40 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print(list_registry(args.verbose))
         return 0
-    tasks, methods, seeds = resolve_grid(args)
-    out = Path(args.out)
+    sweep = load_sweep(args.sweep) if args.sweep else None
+    shard = parse_shard(args.shard)
+    tasks, methods, seeds = resolve_grid(args, sweep)
+    check_tracker(args.log_with)
+    out = Path(args.out or (sweep.out if sweep is not None and sweep.out else DEFAULT_OUT))
+
+    # imports torch and accelerate: only once the input is known to be good
+    from .runner import check_results_dir, plan, run_grid
+
+    check_results_dir(out)
+    if not plan(tasks, methods, seeds):
+        raise UserError("the grid has zero runs; give at least one task and one seed")
+    if shard is not None and not plan(tasks, methods, seeds, shard):
+        n = len(plan(tasks, methods, seeds))
+        print(f"--shard {args.shard}: this part of the grid is empty (the grid has {n} runs); nothing to do",
+              file=sys.stderr)
+        return 0
+    created = [d for d in (out, *out.parents) if not d.exists()]
+    options = report_options(args, out, tasks)
     check_writable(out)
+    if options is not None:
+        from reports.priorshift import save_options
 
-    from .runner import run_grid  # imports torch and accelerate: only once the input is known to be good
-
+        save_options(out, options)
+    _interrupt_on_sigterm()
     t0 = time.perf_counter()
-    summary = run_grid(tasks, methods, seeds, out, overwrite=args.overwrite, quiet=args.quiet,
-                       mixed_precision=args.mixed_precision, report=not args.no_report)
+    try:
+        summary = run_grid(tasks, methods, seeds, out, overwrite=args.overwrite, quiet=args.quiet,
+                           mixed_precision=args.mixed_precision, report=not args.no_report, shard=shard,
+                           log_with=args.log_with)
+    except BaseException:
+        for d in created:  # innermost first: what this command created and left empty goes
+            prune_empty(d)
+        raise
     if summary is not None:
         print(f"{summary} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -182,14 +338,23 @@ def report_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="run_benchmark.py report",
                                 description="Re-render report.md (and summary.json) from the JSON results on disk.")
     p.add_argument("run_dir", help="a results directory written by run_benchmark.py (its --out)")
+    p.add_argument("--publish", metavar="DIR", help="also write a self-contained folder: README.md (the report), "
+                   "its PNG figures, results.csv (run × distribution × metric) and summary.json")
+    add_report_options(p)
     args = p.parse_args(argv)
     run_dir = Path(args.run_dir)
     if not (run_dir / "results").is_dir():
         raise UserError(f"{run_dir}: no results/ folder here; pass the --out directory of a benchmark run")
+    if args.publish is not None and Path(args.publish).exists() and not Path(args.publish).is_dir():
+        raise UserError(f"--publish {args.publish}: a file is in the way; choose a folder name")
     from reports import render_report
+    from reports.priorshift import save_options
 
-    path = render_report(run_dir)
-    print(f"wrote {path}")
+    options = report_options(args, run_dir)
+    if options is not None:
+        save_options(run_dir, options)
+    path = render_report(run_dir, options=options, publish=args.publish)
+    print(f"wrote {path}" + (f" and {Path(args.publish) / 'README.md'}" if args.publish else ""))
     return 0
 
 
@@ -202,6 +367,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {DISK_ERRORS[exc.errno]}{where}; {os.strerror(exc.errno).lower()}: free space or choose another "
+              f"--out, then rerun the same command (finished runs are kept)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are saved; rerun the same command to resume", file=sys.stderr)
         return 130

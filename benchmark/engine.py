@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch.utils.data import DataLoader
 
 from . import metrics as M
@@ -31,11 +31,14 @@ from .errors import UserError
 from .method import Method, TrainInfo
 from .params import format_spec
 from .results import SCHEMA_VERSION, atomic_write_bytes, read_result, result_path, run_id, write_result
-from .sampling import BudgetBatchSampler
-from .task import Task, TaskData, collate
+from .sampling import BudgetBatchSampler, ShardedBatchSampler
+from .task import ArrayDataset, Task, TaskData, collate
 from .views import View, ViewContext, build_views
 
 CHECK_FINITE_EVERY = 25  # steps between loss checks: NaN persists once it appears, and a check syncs the GPU
+# What a baseline (`none`) run keeps for methods that build on it without retraining it:
+STORE_MODEL_MAX_BYTES = 64 * 2**20  # its state_dict as <run_id>.pt (larger: only when the grid has a method needing it)
+STORE_FEATURES_MAX_BYTES = 256 * 2**20  # the linear head's inputs on pool + val, and the head, in its .npz
 
 
 class TrainingDiverged(RuntimeError):
@@ -74,6 +77,10 @@ class RunSpec:
         from .registry import get_method
 
         return RunSpec(self.task, get_method("none"), self.seed)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method.name == "none"
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -152,10 +159,12 @@ def environment() -> dict[str, Any]:
 class Engine:
     """Runs one configuration at a time on a shared Accelerator; only the main process writes."""
 
-    def __init__(self, accelerator: Accelerator, out_dir: str | Path, quiet: bool = False) -> None:
+    def __init__(self, accelerator: Accelerator, out_dir: str | Path, quiet: bool = False,
+                 keep_models: bool = False) -> None:
         self.acc = accelerator
         self.out = Path(out_dir)
         self.quiet = quiet
+        self.keep_models = keep_models  # keep baseline models of any size (a method of the grid starts from them)
 
     # ---- paths -----------------------------------------------------------------------------------------------
     def path(self, spec: RunSpec) -> Path:
@@ -176,56 +185,98 @@ class Engine:
         method.check_task(task.multi_label, task.name)
         method.setup(prepared.train)
         self.log(spec, f"start {spec.task_spec} {spec.method_spec} seed={spec.seed}")
+        self._start_tracking(spec)
         error = None
         seen = None
         try:
             if method.posthoc:
                 pool_logits, val_logits, seen = self._baseline_scores(spec)
-                train_time = 0.0
+                train_time, extra = 0.0, {}
             else:
-                pool_logits, val_logits, seen, train_time = self._train_and_score(spec, prepared)
+                pool_logits, val_logits, seen, train_time, extra = self._train_and_score(spec, prepared)
         except TrainingDiverged as exc:
             error, pool_logits, val_logits, train_time = str(exc), None, None, time.perf_counter() - t0
+            extra = {}
             self.log(spec, f"failed: {error}")
         if not self.acc.is_main_process:
             self.acc.wait_for_everyone()
             return None
         t1 = time.perf_counter()
-        result = self._result(spec, prepared, pool_logits, val_logits, seen, error)
+        try:
+            result = self._result(spec, prepared, pool_logits, val_logits, seen, error)
+        except TrainingDiverged as exc:  # e.g. a post-hoc adjustment that makes the scores NaN
+            error, pool_logits, val_logits = str(exc), None, None
+            self.log(spec, f"failed: {error}")
+            result = self._result(spec, prepared, None, None, seen, error)
         result["train_time_s"] = round(train_time, 3)
         result["eval_time_s"] = round(time.perf_counter() - t1, 3)
         result["wall_time_s"] = round(time.perf_counter() - t0, 3)
         if pool_logits is not None:
-            self._write_scores(spec, prepared, pool_logits, val_logits)
+            self._write_scores(spec, prepared, pool_logits, val_logits, extra)
         write_result(self.path(spec), result)
         self.log(spec, f"done status={result['status']} wall={result['wall_time_s']}s")
+        self._end_tracking(result)
         self.acc.wait_for_everyone()
         return result
+
+    def _start_tracking(self, spec: RunSpec) -> None:
+        """One tracker run per configuration (--log-with), named by its run id."""
+        if self.acc.log_with and self.acc.is_main_process:
+            self.acc.trackers = []
+            cfg = {"task": spec.task_spec, "method": spec.method_spec, "seed": spec.seed, **spec.task.train_config()}
+            self.acc.init_trackers(spec.run_id, config=cfg)
+
+    def _end_tracking(self, result: dict) -> None:
+        """Final metrics of every view, then close this run's trackers (not `end_training`: it ends DDP)."""
+        if not self.acc.trackers:
+            return
+        final = {f"eval/{view}/{k}": v for view, e in result["eval"].items() for k, v in e["metrics"].items()
+                 if isinstance(v, (int, float))}
+        final["failed"] = int(result["status"] != "ok")
+        self.acc.log(final)
+        for tracker in self.acc.trackers:
+            tracker.finish()
+        self.acc.trackers = []
 
     def _train_and_score(self, spec: RunSpec, prepared: PreparedTask):
         acc, task, method = self.acc, spec.task, spec.method
         t0 = time.perf_counter()
         set_seed(spec.seed)
         model = task.build_model()
-        sampler = BudgetBatchSampler(method, prepared.train, task.budget_samples, task.batch_size, spec.seed)
+        train, train_ds = prepared.train, prepared.data.train.dataset
+        resampled = method.resample(train, np.random.default_rng([spec.seed, 0x2E5A]))
+        if resampled is not None:  # imbalanced-learn style: a new training set of feature vectors
+            x, y = resampled
+            train = TrainInfo(labels=y, multi_label=train.multi_label, num_classes=train.num_classes,
+                              budget_samples=train.budget_samples, features=x)
+            train_ds = ArrayDataset(x, y)
+        if method.init_from_baseline:
+            self._load_baseline_model(spec, model)
+        method.prepare_model(model)
+        sampler = BudgetBatchSampler(method, train, method.train_samples(task.budget_samples), task.batch_size,
+                                     spec.seed)
         loader_kw = dict(collate_fn=collate, num_workers=task.num_workers,
                          persistent_workers=False, pin_memory=acc.device.type == "cuda")
-        train_dl = DataLoader(prepared.data.train.dataset, batch_sampler=sampler, **loader_kw)
+        # each process takes its own disjoint part of the stream (not accelerate's prepare, which pads by repeating)
+        shard = ShardedBatchSampler(sampler, acc.num_processes, acc.process_index)
+        train_dl = DataLoader(train_ds, batch_sampler=shard, **loader_kw)
         pool_dl = DataLoader(prepared.data.pool.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
         val_dl = DataLoader(prepared.data.val.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
-        steps = -(-len(sampler) // acc.num_processes)
+        steps = len(shard)
         optimizer, scheduler = task.build_optimizer(model, steps)
-        model, optimizer, train_dl, pool_dl, val_dl = acc.prepare(model, optimizer, train_dl, pool_dl, val_dl)
+        model, optimizer, pool_dl, val_dl = acc.prepare(model, optimizer, pool_dl, val_dl)
         if scheduler is not None:
             scheduler = acc.prepare_scheduler(scheduler)
         ckpt = self.out / "checkpoints" / spec.run_id
         start = self._resume(spec, ckpt)
         batches = acc.skip_first_batches(train_dl, start) if start else train_dl
         model.train()
+        _frozen_to_eval(acc.unwrap_model(model))
         bar = _bar(total=steps, initial=start, desc=f"  {spec.method_spec} seed {spec.seed}", leave=False,
                    disable=self.quiet or not acc.is_local_main_process)
         step = start
         for step, (x, y) in enumerate(batches, start=start):
+            x, y = send_to_device((x, y), acc.device, non_blocking=acc.device.type == "cuda")
             if task.multi_label:
                 y = y.float()
             x, y = task.augment_batch(x, y)
@@ -237,7 +288,10 @@ class Engine:
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if step % CHECK_FINITE_EVERY == 0 or step == steps - 1:
-                value = loss.detach().float().item()
+                # mean over processes: NaN on any one stops them all at the same step (no DDP hang)
+                value = acc.reduce(loss.detach().float(), reduction="mean").item()
+                if acc.trackers:
+                    acc.log({"train/loss": value}, step=step)
                 if not math.isfinite(value):
                     bar.close()
                     acc.free_memory()
@@ -251,8 +305,17 @@ class Engine:
         bar.close()
         train_time = time.perf_counter() - t0
         model.eval()
-        pool_logits = self._predict(model, pool_dl)
-        val_logits = self._predict(model, val_dl)
+        extra: dict[str, np.ndarray] = {}
+        head = self._storable_head(spec, prepared, model)
+        pool_logits, pool_feats = self._predict(model, pool_dl, head)
+        val_logits, val_feats = self._predict(model, val_dl, head)
+        if head is not None:  # post-hoc classifier methods (tau_norm) rebuild logits from these
+            extra = {"pool_features": pool_feats, "val_features": val_feats,
+                     "head_weight": head.weight.detach().float().cpu().numpy(),
+                     "head_bias": (head.bias.detach().float().cpu().numpy() if head.bias is not None
+                                   else np.zeros(head.out_features, dtype=np.float32))}
+        if spec.is_baseline:
+            self._save_model(spec, model)
         seen = {
             "samples_seen": int(sampler.draw_counts.sum()),
             "epochs": round(sampler.epochs, 4),
@@ -261,7 +324,7 @@ class Engine:
         acc.free_memory()
         if acc.is_main_process and ckpt.exists():
             shutil.rmtree(ckpt, ignore_errors=True)  # the result file supersedes it
-        return pool_logits, val_logits, seen, train_time
+        return pool_logits, val_logits, seen, train_time, extra
 
     def _checkpoint(self, ckpt: Path, next_step: int) -> None:
         """accelerator.save_state, then a marker written last: a checkpoint without it is incomplete."""
@@ -285,24 +348,68 @@ class Engine:
         return next_step
 
     @torch.no_grad()
-    def _predict(self, model: torch.nn.Module, loader: DataLoader) -> np.ndarray:
-        """Logits of every example of the loader, in order, gathered across processes without padding."""
-        out = []
-        for x, _ in loader:
-            out.append(self.acc.gather_for_metrics(model(x).float()).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+    def _predict(self, model: torch.nn.Module, loader: DataLoader, head: Optional[torch.nn.Linear] = None):
+        """Logits of every example of the loader, in order, gathered across processes without padding.
+
+        With `head`, also the inputs the model feeds to it (penultimate features), caught by a forward hook.
+        """
+        out, feats, caught = [], [], []
+        hook = head.register_forward_hook(lambda m, inp, o: caught.append(inp[0])) if head is not None else None
+        try:
+            for x, _ in loader:
+                out.append(self.acc.gather_for_metrics(model(x).float()).cpu())
+                if hook is not None:
+                    feats.append(self.acc.gather_for_metrics(caught.pop().float()).cpu())
+        finally:
+            if hook is not None:
+                hook.remove()
+        logits = torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+        return logits, (torch.cat(feats).numpy() if feats else None)
+
+    def _storable_head(self, spec: RunSpec, prepared: PreparedTask, model) -> Optional[torch.nn.Linear]:
+        """The baseline model's linear `.head` when its inputs on pool + val are small enough to store."""
+        head = getattr(self.acc.unwrap_model(model), "head", None)
+        if not spec.is_baseline or not isinstance(head, torch.nn.Linear):
+            return None
+        n = len(prepared.data.pool) + len(prepared.data.val)
+        return head if n * head.in_features * 4 <= STORE_FEATURES_MAX_BYTES else None
+
+    def _save_model(self, spec: RunSpec, model) -> None:
+        """Keep the baseline's weights as <run_id>.pt for methods that start from it (small models always)."""
+        net = self.acc.unwrap_model(model)
+        nbytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+        if self.acc.is_main_process and (self.keep_models or nbytes <= STORE_MODEL_MAX_BYTES):
+            buf = io.BytesIO()
+            torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+            atomic_write_bytes(self.path(spec).with_suffix(".pt"), buf.getvalue())
+
+    def _load_baseline_model(self, spec: RunSpec, model: torch.nn.Module) -> None:
+        base = spec.baseline()
+        pt = self.path(base).with_suffix(".pt")
+        res = read_result(self.path(base))
+        if res is not None and res.get("status") == "failed":  # this run fails too; the sweep goes on
+            raise TrainingDiverged(f"its baseline 'none' (same task and seed) failed: {res.get('error')}")
+        if res is None or res.get("status") != "ok" or not pt.exists():
+            raise UserError(f"method '{spec.method.name}' starts from the trained baseline 'none' of task "
+                            f"{spec.task_spec} seed {spec.seed}, but {pt} is missing; run it in a grid with the "
+                            f"baseline (the runner retrains a baseline whose model was not kept)")
+        model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+        self.log(spec, f"initialized from baseline model {pt.name}")
 
     def _baseline_scores(self, spec: RunSpec):
-        """Post-hoc methods reuse the baseline's stored logits of the same task and seed (no retraining)."""
+        """Post-hoc methods reuse the baseline's stored scores of the same task and seed (no retraining)."""
         base = spec.baseline()
         path = self.path(base)
         res = read_result(path)
         npz = path.with_suffix(".npz")
+        if res is not None and res.get("status") == "failed":  # this run fails too; the sweep goes on
+            raise TrainingDiverged(f"its baseline 'none' (same task and seed) failed: {res.get('error')}")
         if res is None or res.get("status") != "ok" or not npz.exists():
             raise UserError(f"method '{spec.method.name}' is post-hoc and needs the baseline 'none' result for "
                             f"task {spec.task_spec} seed {spec.seed} in {self.out}; it runs first in every grid")
         with np.load(npz) as z:
-            return z["pool_logits"], z["val_logits"], res["effective_prior"]
+            pool_logits, val_logits = spec.method.posthoc_scores(z)
+        return pool_logits, val_logits, res["effective_prior"]
 
     # ---- results ---------------------------------------------------------------------------------------------
     def _result(self, spec: RunSpec, prepared: PreparedTask, pool_logits, val_logits, seen, error) -> dict:
@@ -330,16 +437,27 @@ class Engine:
             result["effective_prior"] = {**seen, "imbalance_ratio_seen": _ratio(cs[present])}
         if error:
             return result
+        absent = ~present  # a class with no training example cannot be learned: reported, not scored
         result["eval"] = evaluate_views(spec.method, task.multi_label, pool_logits, prepared.data.pool.labels,
-                                        prepared.views)
+                                        prepared.views, exclude=absent)
         result["val"] = evaluate_views(spec.method, task.multi_label, val_logits, prepared.data.val.labels,
-                                       prepared.val_views, per_class=False)
+                                       prepared.val_views, per_class=False, exclude=absent)
         result["scores_file"] = f"{spec.run_id}.npz"
+        if spec.method.posthoc or spec.method.init_from_baseline:
+            result["baseline_run_id"] = spec.baseline().run_id
         return result
 
-    def _write_scores(self, spec: RunSpec, prepared: PreparedTask, pool_logits, val_logits) -> None:
+    def _write_scores(self, spec: RunSpec, prepared: PreparedTask, pool_logits, val_logits,
+                      extra: Optional[dict[str, np.ndarray]] = None) -> None:
         arrays = {"pool_logits": pool_logits.astype(np.float32), "pool_labels": prepared.data.pool.labels,
-                  "val_logits": val_logits.astype(np.float32), "val_labels": prepared.data.val.labels}
+                  "val_logits": val_logits.astype(np.float32), "val_labels": prepared.data.val.labels,
+                  **(extra or {})}
+        # the scores actually evaluated, when the method adjusts its logits (post-hoc logit adjustment): the
+        # report recomputes metrics on new evaluation priors from these (reports/scores.py)
+        for split, logits in (("pool", pool_logits), ("val", val_logits)):
+            adjusted = spec.method.adjust_logits(np.asarray(logits, dtype=np.float64))
+            if not np.array_equal(adjusted, logits):
+                arrays[f"{split}_adjusted_logits"] = np.asarray(adjusted, dtype=np.float32)
         for prefix, views in (("view", prepared.views), ("valview", prepared.val_views)):
             for name, v in views.items():
                 arrays[f"{prefix}_{name}_idx"] = v.indices
@@ -348,6 +466,14 @@ class Engine:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(self.path(spec).with_suffix(".npz"), buf.getvalue())
+
+
+def _frozen_to_eval(model: torch.nn.Module) -> None:
+    """Top-level submodules with parameters, none trainable, stay in eval mode (no dropout, fixed BN statistics)."""
+    for child in model.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
 
 
 def _ratio(counts: np.ndarray) -> Optional[float]:
@@ -377,8 +503,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels: np.ndarray,
-                   views: dict[str, View], per_class: bool = True) -> dict[str, Any]:
-    """Metrics of every view from one array of logits: the method's adjustment is applied once."""
+                   views: dict[str, View], per_class: bool = True,
+                   exclude: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Metrics of every view from one array of logits: the method's adjustment is applied once.
+
+    `exclude` (C,) bool marks classes that are not scored (those absent from training): they are left out of the
+    macro means and their per-class values are None; single-label examples of such classes are left out too.
+    """
     scores = np.asarray(method.adjust_logits(np.asarray(logits, dtype=np.float64)), dtype=np.float64)
     if not np.all(np.isfinite(scores)):
         raise TrainingDiverged("evaluation scores contain NaN or inf")
@@ -387,7 +518,7 @@ def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels
     out = {}
     for name, v in views.items():
         y, s = labels[v.indices], scores[v.indices]
-        m = M.metrics_for(multi_label, y, s, v.weights)
+        m = _scored_metrics(multi_label, y, s, v.weights, exclude)
         w = np.ones(v.indices.size) if v.weights is None else v.weights
         if multi_label:
             cc = (w @ y.astype(np.float64))
@@ -398,10 +529,35 @@ def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels
                  "n_classes_scored": m["n_classes_scored"],
                  "metrics": {k: val for k, val in m.items() if k not in ("per_class", "n_classes_scored")},
                  **({"info": v.info} if v.info else {})}
+        if exclude is not None and exclude.any():
+            entry["excluded_classes"] = np.flatnonzero(exclude).tolist()
+            if not multi_label:
+                entry["excluded_examples"] = int(exclude[y].sum())
         if per_class:
             entry["per_class"] = m["per_class"]
         out[name] = entry
     return out
+
+
+def _scored_metrics(multi_label: bool, y: np.ndarray, s: np.ndarray, w: Optional[np.ndarray],
+                    exclude: Optional[np.ndarray]) -> dict[str, Any]:
+    """`metrics.metrics_for` over the classes not in `exclude`, per-class lists still indexed by class."""
+    if exclude is None or not exclude.any():
+        return M.metrics_for(multi_label, y, s, w)
+    if multi_label:
+        keep = ~exclude
+        m = M.metrics_for(True, y[:, keep], s[:, keep], w)
+        for key, vals in m["per_class"].items():
+            full: list = [None] * exclude.size
+            for j, val in zip(np.flatnonzero(keep).tolist(), vals):
+                full[j] = val
+            m["per_class"][key] = full
+        return m
+    rows = ~exclude[y]
+    if not rows.any():  # nothing left to score: n/a everywhere
+        return {"top1": None, "balanced_acc": None, "mAP": None, "n_classes_scored": 0,
+                "per_class": {"recall": [None] * exclude.size, "AP": [None] * exclude.size}}
+    return M.metrics_for(False, y[rows], s[rows], None if w is None else w[rows])
 
 
 def _bar(**kw):

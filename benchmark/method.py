@@ -7,12 +7,22 @@
 3. **logit adjustment** at evaluation: `adjust_logits(logits)` on the stored evaluation logits (numpy).
 
 Methods never write training loops. A method whose training is exactly the baseline's (`posthoc = True`) is not
-trained at all: the engine applies `adjust_logits` to the baseline's stored scores of the same seed.
+trained at all: the engine applies `adjust_logits` to the baseline's stored scores of the same seed
+(`posthoc_scores` may recompute them from the baseline's stored penultimate features and linear head instead).
+
+Less common seams, each a no-op by default:
+
+- `resample(train, rng)`: replace the training set by a resampled one before training (imbalanced-learn
+  adapters); only for tasks whose model inputs are the `features` vectors of the training split.
+- `init_from_baseline = True`: training starts from the trained baseline `none` model of the same seed, which
+  the engine keeps as `<run_id>.pt` beside the baseline's result (decoupled training, e.g. cRT); with
+  `prepare_model(model)` (freeze / re-initialize parts before the optimizer is built) and `train_samples(budget)`
+  (how many samples this extra stage draws).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import numpy as np
 import torch
@@ -76,6 +86,7 @@ class Method:
     multi_label: ClassVar[bool] = True  # supports multi-label tasks
     single_label: ClassVar[bool] = True  # supports single-label tasks
     posthoc: ClassVar[bool] = False  # trains exactly like `none`: only adjust_logits differs
+    init_from_baseline: ClassVar[bool] = False  # start from the trained baseline model of the same seed
 
     def __init__(self, **params: Any) -> None:
         self.hparams = dict(params)
@@ -95,6 +106,8 @@ class Method:
     def setup(self, train: TrainInfo) -> None:
         """Called once per run before training; precompute weights here."""
         self.train = train
+        # one instance serves every run of a grid: tensors cached for the previous task must not be reused
+        self._device_cache.clear()
 
     # ---- 1. sampling -----------------------------------------------------------------------------------------
     def repeat_factors(self, train: TrainInfo) -> Optional[np.ndarray]:
@@ -112,6 +125,14 @@ class Method:
             factors = np.ones(train.n_examples)
         return stochastic_repeat(factors, rng)
 
+    def resample(self, train: TrainInfo, rng: np.random.Generator) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """(features, labels) of a resampled training set that replaces the task's, or None (the default).
+
+        Called once per run before training. The engine trains on `ArrayDataset(features, labels)`, so only tasks
+        whose model inputs are their `features` vectors can be resampled; the fair budget (samples drawn) is kept.
+        """
+        return None
+
     # ---- 2. loss ---------------------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, progress: float) -> torch.Tensor:
         """Training loss of a batch: targets are (B, C) float for multi-label, (B,) long for single-label."""
@@ -123,6 +144,26 @@ class Method:
     def adjust_logits(self, logits: np.ndarray) -> np.ndarray:
         """Map raw evaluation logits (n, C) to the scores that are evaluated. Default: unchanged."""
         return logits
+
+    def posthoc_scores(self, stored: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Post-hoc methods: (pool, val) raw logits from the baseline's stored arrays. Default: its logits.
+
+        `stored` holds the baseline npz: `pool_logits`, `val_logits`, and, when the task's model has a linear
+        `.head` and they are small enough, `pool_features`, `val_features` (the head's inputs), `head_weight`,
+        `head_bias`. `adjust_logits` is applied to the returned logits afterwards.
+        """
+        return stored["pool_logits"], stored["val_logits"]
+
+    # ---- decoupled training (init_from_baseline) -------------------------------------------------------------
+    def prepare_model(self, model: torch.nn.Module) -> None:
+        """Adjust the model before its optimizer is built (e.g. freeze the backbone). Default: nothing.
+
+        Top-level submodules whose parameters are all frozen are kept in eval mode during training.
+        """
+
+    def train_samples(self, budget: int) -> int:
+        """Samples this run draws, given the task's fair budget. Default: the budget itself."""
+        return int(budget)
 
     # ---- helpers ---------------------------------------------------------------------------------------------
     def on(self, ref: torch.Tensor, value: np.ndarray | torch.Tensor) -> torch.Tensor:

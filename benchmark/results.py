@@ -4,6 +4,10 @@ Layout of a run directory (``--out``)::
 
     <out>/results/<task-name>/<run_id>.json   # the result (schema below), written atomically
     <out>/results/<task-name>/<run_id>.npz    # evaluation pool: logits, labels, view indices/weights; val too
+                                              # (baseline: also the linear head and its inputs, when small)
+    <out>/results/<task-name>/<run_id>.pt     # baseline `none` only: its model weights (small models, or on demand)
+    <out>/results/<task-name>/<run_id>.claim  # while a process runs it: owner pid/host (benchmark/claims.py)
+    <out>/checkpoints/<run_id>/               # accelerator.save_state of a long run in progress (resume point)
     <out>/logs/<run_id>.log                   # per-run log
     <out>/report.md                           # rendered by `reports/` from the JSON files only
 
@@ -31,9 +35,12 @@ Result JSON (``schema_version`` 1)::
           "class_counts": [...],                  # (weighted) positives per class in the view
           "metrics": {"mAP": float|null, "mAUC": ..., "dprime": ...}      # or top1 / balanced_acc / mAP
           "per_class": {"AP": [float|null, ...], "AUC": [...]}            # or recall / AP; null = n/a (no positives)
+          "excluded_classes": [int, ...],        # only when some class has no training example: not scored (null)
+          "excluded_examples": int               # single-label only: examples of those classes left out
         }, ...
       },
       "scores_file": "<run_id>.npz",             # relative to the JSON
+      "baseline_run_id": "...",                  # only post-hoc / decoupled methods: the `none` run they build on
       "env": {"git_commit", "git_dirty", "python", "platform", "versions": {...}, "num_processes", "device",
               "mixed_precision"},
       "wall_time_s": float, "train_time_s": float, "eval_time_s": float,
@@ -48,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -92,11 +100,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # "disk full writing <path>", not a bare errno
         raise
 
 
@@ -120,3 +130,44 @@ def iter_results(out_dir: str | Path) -> Iterator[tuple[Path, dict | None]]:
     """(path, result-or-None) for every result JSON under `out_dir/results`, sorted by path."""
     for path in sorted((Path(out_dir) / "results").glob("*/*.json")):
         yield path, read_result(path)
+
+
+def result_state(path: Path) -> str:
+    """'missing', 'ok' (a finished result of this schema), 'corrupt' (unreadable or truncated JSON, or not a
+    result), or 'foreign' (a valid result of another schema version)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, UnicodeDecodeError):
+        return "corrupt"
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "corrupt"
+    if not isinstance(data, dict) or "run_id" not in data or "schema_version" not in data:
+        return "corrupt"
+    return "ok" if data["schema_version"] == SCHEMA_VERSION else "foreign"
+
+
+def find_foreign_schema(out_dir: str | Path) -> tuple[Path, Any] | None:
+    """The first result file under `out_dir/results` written with another schema version, with that version.
+
+    Results start with their schema_version, so only the head of each file is read.
+    """
+    for path in sorted((Path(out_dir) / "results").glob("*/*.json")):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(256).decode("utf-8", "replace")
+        except OSError:
+            continue
+        m = _SCHEMA_RE.search(head)
+        if m is None:
+            continue  # truncated or not ours: redone or ignored, not a schema conflict
+        version = json.loads(m.group(1))
+        if version != SCHEMA_VERSION:
+            return path, version
+    return None
+
+
+_SCHEMA_RE = re.compile(r'"schema_version"\s*:\s*("[^"]*"|-?\d+(?:\.\d+)?)')

@@ -2,24 +2,34 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 from accelerate import Accelerator
 
+from .claims import Claims, claim_path, read_claim, stale_reason
 from .engine import Engine, RunSpec, prepare_task
 from .errors import UserError
 from .method import Method
-from .results import read_result
+from .results import SCHEMA_VERSION, find_foreign_schema, read_result, result_state
+from .sweep import shard_specs
 from .task import Task
 
 
-def make_accelerator(mixed_precision: Optional[str] = None) -> Accelerator:
+def make_accelerator(mixed_precision: Optional[str] = None, log_with: Optional[str] = None,
+                     out: Optional[Path] = None) -> Accelerator:
     """One Accelerator per process. Without a GPU, `cpu=True` makes a multi-process launch real CPU DDP."""
     kwargs = {"cpu": not torch.cuda.is_available()}
     if mixed_precision is not None:
         kwargs["mixed_precision"] = mixed_precision
+    if log_with is not None:  # trackers write under <out>/<tracker>/<run_id>/
+        from accelerate.utils import ProjectConfiguration
+
+        kwargs["log_with"] = log_with
+        kwargs["project_config"] = ProjectConfiguration(project_dir=str(out), logging_dir=str(Path(out) / log_with))
     acc = Accelerator(**kwargs)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and acc.num_processes != world:
@@ -42,37 +52,169 @@ def grid_specs(tasks: list[Task], methods: list[Method], seeds: list[int]) -> li
     return specs
 
 
+def plan(tasks: list[Task], methods: list[Method], seeds: list[int],
+         shard: Optional[tuple[int, int]] = None) -> list[RunSpec]:
+    """The runs of the grid, or of shard (i, n) of it (see `sweep.shard_specs`)."""
+    specs = grid_specs(tasks, methods, seeds)
+    return shard_specs(specs, *shard) if shard else specs
+
+
+def check_results_dir(out: Path) -> None:
+    """Refuse a results directory written with another result schema (its files would be mixed up or redone)."""
+    found = find_foreign_schema(out)
+    if found is not None:
+        path, version = found
+        raise UserError(f"--out {out} holds results of schema version {version} ({path.name}); this version writes "
+                        f"{SCHEMA_VERSION}: choose another --out, or migrate them with the balancebench that wrote them")
+
+
+def _depends_on_baseline(spec: RunSpec) -> bool:
+    return bool(spec.method.posthoc or getattr(spec.method, "init_from_baseline", False))
+
+
 def run_grid(tasks: list[Task], methods: list[Method], seeds: list[int], out: Path, *, overwrite: bool = False,
              quiet: bool = False, mixed_precision: Optional[str] = None, report: bool = True,
-             accelerator: Optional[Accelerator] = None) -> Optional[str]:
-    """Run what is not finished yet; returns a one-line summary on the main process."""
-    acc = accelerator or make_accelerator(mixed_precision)
-    engine = Engine(acc, out, quiet=quiet)
-    specs = grid_specs(tasks, methods, seeds)
-    todo = [s for s in specs if overwrite or read_result(engine.path(s)) is None]
+             accelerator: Optional[Accelerator] = None, shard: Optional[tuple[int, int]] = None,
+             log_with: Optional[str] = None, claims: Optional[Claims] = None) -> Optional[str]:
+    """Run what is not finished yet; returns a one-line summary on the main process.
+
+    Safe to run in several processes on one results directory: the main process claims each run before it starts
+    (`benchmark.claims`), skips runs another live process holds, and takes over claims of dead processes. Its
+    decisions are broadcast, so every rank of a multi-process launch runs the same configurations.
+    """
+    out = Path(out)
+    check_results_dir(out)
+    acc = accelerator or make_accelerator(mixed_precision, log_with=log_with, out=out)
+    main = acc.is_main_process
+    needs_model = any(getattr(m, "init_from_baseline", False) for m in methods)  # e.g. crt retrains its classifier
+    engine = Engine(acc, out, quiet=quiet, keep_models=needs_model)
+    specs = plan(tasks, methods, seeds, shard)
+    since = time.time()  # --overwrite redoes results older than this; fresher ones come from a concurrent process
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", dynamic_ncols=True,
-               disable=quiet or not acc.is_main_process)
-    prepared = {}
-    failed = 0
-    for spec in todo:
-        key = spec.task_spec
-        if key not in prepared:
-            bar.set_postfix_str(f"loading {key}")
-            prepared = {key: prepare_task(spec.task)}  # one task's data in memory at a time
-        bar.set_postfix_str(f"{key} {spec.method_spec} seed {spec.seed}")
-        result = engine.run(spec, prepared[key])
-        if result is not None and result["status"] != "ok":
-            failed += 1
-            bar.write(f"run failed: {key} {spec.method_spec} seed {spec.seed}: {result['error']}")
-        bar.update(1)
-    bar.close()
-    if not acc.is_main_process:
+    bar = tqdm(total=len(specs), desc="runs", unit="run", dynamic_ncols=True, disable=quiet or not main)
+
+    def say(line: str) -> None:
+        if main:
+            bar.write(line, file=sys.stderr)
+
+    def state(s: RunSpec) -> str:
+        path = engine.path(s)
+        st = result_state(path)
+        if st != "ok":
+            return st
+        if overwrite and path.stat().st_mtime < since:
+            return "stale"
+        # a baseline whose model was not kept (large models are kept only on demand) is redone when needed
+        if needs_model and s.is_baseline and not path.with_suffix(".pt").exists():
+            return "stale"
+        return "done"
+
+    flags = None
+    if main:
+        flags = []
+        for s in specs:
+            st = state(s)
+            if st == "corrupt":
+                say(f"warning: {engine.path(s)} is unreadable or truncated (a killed write?); redoing that run")
+            flags.append(st != "done")
+    flags = _broadcast(acc, flags)
+    todo = [s for s, f in zip(specs, flags) if f]
+    bar.update(len(specs) - len(todo))
+    claims = (claims or Claims()) if main else None
+
+    def decide(s: RunSpec) -> tuple[str, str]:
+        """(action, whose) on the main process: ('skip'|'busy'|'run', 'self'|'baseline')."""
+        if state(s) == "done":
+            return "skip", "self"  # another process finished it meanwhile
+        if _depends_on_baseline(s):
+            base = s.baseline()
+            if read_result(engine.path(base)) is None:  # neither finished nor failed yet
+                holder = read_claim(claim_path(engine.path(base)))
+                if holder is not None and stale_reason(holder, claims.stale_after_s) is None:
+                    return "busy", "self"  # its baseline runs elsewhere; that process runs this right after
+                got = claims.acquire(engine.path(base))  # the baseline was left by a dead process: do it first
+                if got.took_over:
+                    say(f"took over the claim of {got.took_over}")
+                if not got.acquired:
+                    return "busy", "self"
+                if read_result(engine.path(base)) is None:
+                    _remove_partial_writes(engine.path(base))
+                    return "run", "baseline"
+                claims.release(engine.path(base))  # finished meanwhile
+        got = claims.acquire(engine.path(s))
+        if got.took_over:
+            say(f"took over the claim of {got.took_over}")
+        if not got.acquired:
+            return "busy", "self"
+        if state(s) == "done":  # finished between our check and our claim
+            claims.release(engine.path(s))
+            return "skip", "self"
+        _remove_partial_writes(engine.path(s))
+        return "run", "self"
+
+    prepared: dict = {}
+    ran = failed = elsewhere = 0
+    queue = list(todo)
+    try:
+        while queue:
+            spec = queue[0]
+            action, whose = _broadcast(acc, decide(spec) if main else None)
+            if action != "run" or whose == "self":
+                queue.pop(0)
+            if action in ("skip", "busy"):
+                elsewhere += action == "busy"
+                bar.update(1)
+                continue
+            target = spec if whose == "self" else spec.baseline()
+            key = target.task_spec
+            try:
+                if key not in prepared:
+                    bar.set_postfix_str(f"loading {key}")
+                    prepared = {key: prepare_task(target.task)}  # one task's data in memory at a time
+                bar.set_postfix_str(f"{key} {target.method_spec} seed {target.seed}")
+                result = engine.run(target, prepared[key])
+            finally:
+                if claims is not None:
+                    claims.release(engine.path(target))
+            ran += 1
+            if whose == "baseline":  # counted as running elsewhere when it was passed; its owner had died
+                elsewhere = max(0, elsewhere - 1)
+            if result is not None and result["status"] != "ok":
+                failed += 1
+                say(f"run failed: {key} {target.method_spec} seed {target.seed}: {result['error']}")
+            if whose == "self":
+                bar.update(1)
+    finally:
+        if claims is not None:
+            claims.release_all()
+        bar.close()
+    if not main:
         return None
-    msg = f"{len(todo)} run(s) done, {len(specs) - len(todo)} already finished, {failed} failed; results in {out}"
+    msg = f"{ran} run(s) done, {len(specs) - len(todo)} already finished, {failed} failed"
+    if elsewhere:
+        msg += f", {elsewhere} run(s) by other processes"
+    msg += f"; results in {out}"
     if report:
         from reports import render_report
 
         msg += f"\nreport: {render_report(out)}"
     return msg
+
+
+def _remove_partial_writes(result: Path) -> None:
+    """Temporary files a killed writer of this run left (atomic writes leave none otherwise); we own the run now."""
+    for suffix in (".json", ".npz", ".pt"):
+        for tmp in result.parent.glob(f".{result.stem}{suffix}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _broadcast(acc: Accelerator, obj):
+    """The main process's `obj` on every process (a no-op with one process)."""
+    if acc.num_processes == 1:
+        return obj
+    from accelerate.utils import broadcast_object_list
+
+    box = [obj]
+    broadcast_object_list(box, from_process=0)
+    return box[0]

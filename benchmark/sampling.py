@@ -66,3 +66,53 @@ class BudgetBatchSampler(Sampler[list[int]]):
             return np.bincount(cols, weights=self.draw_counts[rows], minlength=self.train.num_classes).astype(np.int64)
         return np.bincount(self.train.labels, weights=self.draw_counts,
                            minlength=self.train.num_classes).astype(np.int64)
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """One process's part of a `BudgetBatchSampler` stream: disjoint across processes, equal step counts.
+
+    Step s of the stream is its next `batch_size * num_shards` indices and process r takes the r-th batch of
+    them, as accelerate would. The last, short step is split into near-equal parts (sizes differ by at most one),
+    so every process takes the same number of steps (DDP needs it) and no sample is trained twice; accelerate's
+    `even_batches` padding would instead repeat samples from the start of the stream. A last step too short to
+    give every process a sample (fewer than `num_shards` indices) is dropped and left out of `draw_counts`.
+    With one shard this is the inner stream unchanged.
+    """
+
+    def __init__(self, inner: BudgetBatchSampler, num_shards: int = 1, shard: int = 0) -> None:
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard {shard} out of range for {num_shards} shards")
+        self.inner = inner
+        self.num_shards = int(num_shards)
+        self.shard = int(shard)
+
+    def __len__(self) -> int:
+        full, rem = divmod(self.inner.budget, self.inner.batch_size * self.num_shards)
+        return full + (rem >= self.num_shards)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, b = self.num_shards, self.inner.batch_size
+        group: list[list[int]] = []
+        for batch in self.inner:
+            group.append(batch)
+            if len(group) == n and len(batch) == b:
+                yield group[self.shard]
+                group = []
+        if group:  # the end of the stream: fewer than n batches, or a short last batch
+            rest = np.concatenate([np.asarray(g, dtype=np.int64) for g in group])
+            if rest.size >= n:
+                yield np.array_split(rest, n)[self.shard].tolist()
+            else:
+                self.inner.draw_counts -= np.bincount(rest, minlength=self.inner.draw_counts.size)
+
+    # the inner sampler's record of what the whole stream drew
+    @property
+    def draw_counts(self) -> np.ndarray:
+        return self.inner.draw_counts
+
+    @property
+    def epochs(self) -> float:
+        return self.inner.epochs
+
+    def class_counts_seen(self) -> np.ndarray:
+        return self.inner.class_counts_seen()

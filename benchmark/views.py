@@ -8,15 +8,25 @@ The model scores the pool once; every view is then a metric pass over (indices, 
   Multi-label: AudioSet's construction, greedily adding clips (rarest class first) until every class has at
   least K positives.
 - ``inverse``: the backward long tail (the prior with class ranks reversed).
+- ``public``: the pool's ``public`` group, a dataset's official evaluation split as released (AudioSet eval).
+- ``forward<ρ>`` / ``backward<ρ>`` (ρ ∈ 50, 25, 10, 5, 2): SADE's long-tailed test sets, an exponential prior of
+  ratio ρ over the training class ranks, head first (forward) or tail first (backward); any ρ >= 1 is accepted
+  (``forward3``), and ``sade`` names the whole family: forward50 … forward2, uniform, backward2 … backward50.
+- ``uniform``: every class equally likely; ``train_prior``: exactly the training prior, on the whole pool.
+- ``gamma<γ>``: the prior-shift path, γ=0 training prior → 1 uniform → 2 reversed prior (`shifted_prior`).
+- ``user:<name>``: a user prior (``--eval-prior name.csv``, class proportions), see `read_prior_file`.
 
-Multi-label prior shift cannot subsample one label without shifting the others, so it uses raking (iterative
-proportional fitting of per-example weights to the target per-class prevalences); its convergence and effective
-sample size are recorded with the view.
+Multi-label targets are per-class prevalences with the training label mass (`prior_target`). Multi-label prior
+shift cannot subsample one label without shifting the others, so it uses raking (iterative proportional fitting of
+per-example weights to the target per-class prevalences, bounded so the effective sample size stays sane); its
+convergence, weight cap and effective sample size are recorded with the view. Single-label views subsample, or,
+with ``ViewContext.exact_weights`` (the report's views), reweight every example exactly.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -51,6 +61,8 @@ class ViewContext:
     groups: dict[str, np.ndarray]
     seed: int
     min_positives: int = 60
+    exact_weights: bool = False  # single-label prior views: reweight every candidate instead of subsampling
+    priors: dict[str, np.ndarray] = field(default_factory=dict)  # user priors (class proportions) by name
 
     @property
     def label_matrix(self) -> np.ndarray:
@@ -72,9 +84,12 @@ class ViewContext:
 
 
 def reversed_prior(prior: np.ndarray) -> np.ndarray:
-    """The prior with class ranks mirrored: the most frequent class gets the rarest class's prior, and so on."""
-    order = np.argsort(-prior, kind="stable")
-    out = np.empty_like(prior)
+    """The prior with class ranks mirrored: the most frequent class gets the rarest class's prior, and so on.
+
+    Classes with prior 0 (absent from training) keep 0: mirroring them would give an unlearnable class the top rank.
+    """
+    order = np.argsort(-prior, kind="stable")[: int(np.count_nonzero(prior > 0))]
+    out = np.zeros_like(prior)
     out[order] = prior[order[::-1]]
     return out
 
@@ -125,49 +140,114 @@ def greedy_min_positives(label_matrix: np.ndarray, k: int, rng: np.random.Genera
     return np.sort(cand[chosen])
 
 
-def rake(label_matrix: np.ndarray, target: np.ndarray, max_iter: int = 200, tol: float = 1e-4,
-         max_weight_ratio: float = 1e3) -> tuple[np.ndarray, dict]:
+WEIGHT_CAPS = (1000.0, 500.0, 200.0, 100.0, 50.0, 20.0, 10.0, 5.0)  # max weight / mean weight, tried loose to tight
+_STALL_SWEEPS = 25  # sweeps without a 1% gain in the marginal error: the capped target is out of reach
+
+
+def rake(label_matrix: np.ndarray, target: np.ndarray, max_iter: int = 500, tol: float = 1e-4,
+         max_weight_ratio: float | str = "auto") -> tuple[np.ndarray, dict]:
     """Raking (IPF) of per-example weights so that the weighted prevalence of each class hits `target`.
 
-    Each sweep rescales, class by class, the positives by t/π and the negatives by (1-t)/(1-π), keeping the
-    total weight fixed. Classes with no positives (or no negatives) in the pool cannot be matched and are left
-    out. After convergence, weights are clipped to `max_weight_ratio` × their median to keep the effective
-    sample size sane; the info reports the max marginal error before and after clipping and the ESS.
+    Each sweep rescales, class by class, the positives by t/π and the negatives by (1-t)/(1-π); done as one
+    odds-ratio factor on the positives with the total kept as a running sum, a sweep costs O(positives).
+    Weights are bounded by trimming after every sweep (rake-trim-rake): at most `max_weight_ratio` × the mean,
+    which guarantees an effective sample size (ESS) of at least n / ratio. Clipping once after convergence would
+    break the marginals (it left errors of 0.18 on the synthetic inverse view); re-raking under the cap keeps
+    them. "auto" tries the caps of WEIGHT_CAPS from loose to tight and keeps the tightest at which raking still
+    converges (max marginal error < tol): the largest ESS that still realizes the target. np.inf: no cap.
+
+    A target of 0 gives the class's positives weight 0. Classes with no positives or no negatives left, or a
+    target of 1, cannot be matched and are left out (`unmatched_classes`). Weights are returned with mean 1.
     """
-    y = label_matrix.astype(bool, copy=False)
+    y = np.asarray(label_matrix).astype(bool, copy=False)
     n, c = y.shape
-    pos = y.sum(axis=0)
     t = np.asarray(target, dtype=np.float64)
-    feasible = (pos > 0) & (pos < n) & (t > 0) & (t < 1)
-    w = np.ones(n)
-    cols = [np.flatnonzero(y[:, j]) for j in range(c)]
-    err = np.inf
-    it = 0
-    for it in range(1, max_iter + 1):
-        for j in np.flatnonzero(feasible):
-            total = w.sum()
-            p = w[cols[j]].sum() / total
-            w *= (1 - t[j]) / (1 - p)  # negatives (and positives, corrected next line)
-            w[cols[j]] *= (t[j] / p) / ((1 - t[j]) / (1 - p))
-        prev = (y[:, feasible].T.astype(np.float64) @ w) / w.sum()
-        err = float(np.max(np.abs(prev - t[feasible]))) if feasible.any() else 0.0
-        if err < tol:
-            break
-    w /= w.mean()
-    med = np.median(w)
-    clipped = np.minimum(w, med * max_weight_ratio)
-    prev_c = (y[:, feasible].T.astype(np.float64) @ clipped) / clipped.sum()
-    err_c = float(np.max(np.abs(prev_c - t[feasible]))) if feasible.any() else 0.0
+    zeroed = (t <= 0) & y.any(axis=0)
+    rows = ~y[:, zeroed].any(axis=1) if zeroed.any() else np.ones(n, dtype=bool)
+    yr = y[rows]
+    m = int(yr.shape[0])
+    pos = yr.sum(axis=0)
+    feasible = (pos > 0) & (pos < m) & (t > 0) & (t < 1)
+    J = np.flatnonzero(feasible)
+    tj = t[J]
+    odds = tj / (1.0 - tj)
+    cls, rr = np.nonzero(yr[:, J].T)  # positives grouped by class: one gather/scatter per class and sweep
+    starts = np.searchsorted(cls, np.arange(J.size))
+    cols = np.split(rr, starts[1:]) if J.size else []
+
+    def error(v: np.ndarray) -> float:
+        if not J.size:
+            return 0.0
+        return float(np.max(np.abs(np.add.reduceat(v[rr], starts) / v.sum() - tj)))
+
+    def solve(v: np.ndarray, cap: float) -> tuple[np.ndarray, int, float, bool]:
+        total = v.sum()
+        best, stall, err = np.inf, 0, error(v)
+        for it in range(1, max_iter + 1):
+            for k, cj in enumerate(cols):
+                vc = v[cj]
+                s = vc.sum()
+                p = min(max(s / total, 1e-300), 1.0 - 1e-16)
+                r = odds[k] * (1.0 - p) / p  # (t/π) / ((1-t)/(1-π)): negatives' factor folded into the scale
+                v[cj] = vc * r
+                total += (r - 1.0) * s
+            v *= m / total
+            if cap < np.inf:
+                np.minimum(v, cap, out=v)
+            total = v.sum()
+            err = error(v)
+            if err < tol:
+                return v, it, err, True
+            if err < best * 0.99:
+                best, stall = err, 0
+            else:
+                stall += 1
+                if stall >= _STALL_SWEEPS:
+                    break
+        return v, it, err, False
+
+    v, iters, err, ok = solve(np.ones(m), np.inf)
+    uncapped_ess = _ess(v)
+    cap_used = None
+    if max_weight_ratio == "auto":
+        if ok:
+            for cap in WEIGHT_CAPS:
+                if cap >= v.max() / v.mean():
+                    continue  # not binding
+                v1, it1, err1, ok1 = solve(v.copy(), cap)
+                iters += it1
+                if not ok1:
+                    break
+                v, err, cap_used = v1, err1, cap
+    elif float(max_weight_ratio) < np.inf:
+        cap_used = float(max_weight_ratio)
+        v, it1, err, ok = solve(v, cap_used)
+        iters += it1
+    w = np.zeros(n)
+    w[rows] = v
+    w *= n / max(w.sum(), 1e-300)
+    prev = (np.add.reduceat(w[rows][rr], starts) / w.sum()) if J.size else np.zeros(0)
     info = {
         "method": "raking",
-        "iterations": it,
-        "max_marginal_error": err,
-        "max_marginal_error_after_clipping": err_c,
-        "clipped_fraction": float(np.mean(clipped < w)),
+        "iterations": int(iters),
+        "converged": bool(err < tol),
+        "max_marginal_error": float(err),
+        "max_relative_error": float(np.max(np.abs(prev - tj) / tj)) if J.size else 0.0,
+        "max_marginal_error_after_clipping": float(err),  # same number: trimming happens inside the raking
+        "weight_cap": cap_used,
+        "max_weight_ratio": float(w.max() / w.mean()),
+        "clipped_fraction": float(np.mean(v >= cap_used * (1 - 1e-9))) if cap_used else 0.0,
         "unmatched_classes": int((~feasible & (t > 0)).sum()),
-        "effective_n": float(clipped.sum() ** 2 / (clipped ** 2).sum()),
+        "zeroed_classes": int(zeroed.sum()),
+        "effective_n": _ess(w),
+        "effective_n_uncapped": uncapped_ess,
     }
-    return clipped / clipped.mean(), info
+    return w, info
+
+
+def _ess(w: np.ndarray) -> float:
+    """Kish's effective sample size (Σw)² / Σw²."""
+    return float(w.sum() ** 2 / max(float((w * w).sum()), 1e-300))
 
 
 def _to_prior_view(ctx: ViewContext, name: str, target: np.ndarray, description: str, salt: int,
@@ -205,18 +285,292 @@ def view_inverse(ctx: ViewContext) -> View:
                           salt=3, candidates=ctx.groups.get("balanced_candidates"))
 
 
+SADE_RHOS = (50, 25, 10, 5, 2)  # SADE's (Zhang et al. 2022) forward / backward long-tailed test sets
+SADE_VIEWS = tuple(f"forward{r}" for r in SADE_RHOS) + ("uniform",) + tuple(f"backward{r}" for r in SADE_RHOS[::-1])
+VIEW_GROUPS = {"sade": SADE_VIEWS}  # names that stand for several views (--views sade)
+
+
+def prior_target(ctx: ViewContext, shape: np.ndarray) -> np.ndarray:
+    """Class proportions `shape` as a view target: single-label, the proportions (sum 1); multi-label, per-class
+    prevalences carrying the training set's label mass (mean labels per example, so a shifted prior asks for as
+    many labels per example as the pool has), each at most 0.95."""
+    s = np.clip(np.asarray(shape, dtype=np.float64), 0.0, None)
+    s = s / max(s.sum(), 1e-300)
+    if not ctx.multi_label:
+        return s
+    return np.minimum(s * ctx.train_prior().sum(), 0.95)
+
+
+def exponential_lt_prior(ctx: ViewContext, rho: float, forward: bool) -> np.ndarray:
+    """SADE's test prior: ∝ ρ^(-r/(k-1)) over the k classes present in training, r = 0 for the most frequent
+    class (forward) or the rarest (backward); as a `prior_target` (proportions, or prevalences for multi-label).
+    """
+    order = np.argsort(-ctx.train_counts, kind="stable")[: int((ctx.train_counts > 0).sum())]
+    k = order.size
+    ranks = np.arange(k) if forward else np.arange(k)[::-1]
+    shape = np.zeros(ctx.num_classes)
+    shape[order] = float(rho) ** (-ranks / max(k - 1, 1))
+    return prior_target(ctx, shape)
+
+
+def shifted_prior(train_prior: np.ndarray, gamma: float) -> np.ndarray:
+    """The prior-shift path as class proportions: γ=0 the training prior, γ=1 uniform, γ=2 the reversed prior
+    (class ranks mirrored); geometric in between (p^(1-γ) up to 1, reversed^(γ-1) beyond). Classes absent from
+    training keep 0. For a CIFAR-LT profile of ratio ρ_train, SADE's forward-ρ is γ = 1 - log ρ / log ρ_train.
+    """
+    p = np.asarray(train_prior, dtype=np.float64)
+    present = p > 0
+    base, e = (p, 1.0 - gamma) if gamma <= 1 else (reversed_prior(p), gamma - 1.0)
+    out = np.zeros_like(p)
+    out[present] = np.exp(e * np.log(base[present] / base[present].max()))  # scaled first: no under/overflow
+    return out / max(out.sum(), 1e-300)
+
+
+def reweight_to_prior(labels: np.ndarray, num_classes: int, target: np.ndarray,
+                      candidates: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Single-label exact reweighting: every candidate of class j weighs target_j / n_j (mean 1), so the weighted
+    class frequencies equal `target` exactly; the expectation of uniform subsampling to the same prior."""
+    cand = np.arange(labels.shape[0]) if candidates is None else np.asarray(candidates)
+    y = labels[cand]
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    t = np.where(counts > 0, t, 0.0)
+    per_class = np.divide(t, counts, out=np.zeros_like(t), where=counts > 0)
+    w = per_class[y]
+    keep = w > 0
+    w = w[keep]
+    return cand[keep].astype(np.int64), w * (w.size / max(w.sum(), 1e-300))
+
+
+def prior_view(ctx: ViewContext, name: str, target: np.ndarray, description: str, salt: int,
+               candidates: Optional[np.ndarray] = None) -> View:
+    """A view realizing `target` (from `prior_target`): multi-label raking; single-label exact reweighting when
+    the context asks for it (`exact_weights`, used by the report), else a class-stratified subsample."""
+    if ctx.multi_label or not ctx.exact_weights:
+        return _to_prior_view(ctx, name, target, description, salt, candidates)
+    idx, w = reweight_to_prior(ctx.labels, ctx.num_classes, target, candidates)
+    missing = int(((target > 0) & (np.bincount(ctx.labels[idx], minlength=ctx.num_classes) == 0)).sum())
+    info = {"method": "reweighting", "unmatched_classes": missing, "effective_n": _ess(w)}
+    return View(name, idx, w, description + " (exact class reweighting)", info)
+
+
+def lt_view_builder(rho: float, forward: bool) -> Callable[[ViewContext], View]:
+    """The `forward<ρ>` / `backward<ρ>` view: the pool (its balanced candidates when it has them) subsampled
+    (single-label) or raked (multi-label) to SADE's long-tailed prior."""
+    name = f"{'forward' if forward else 'backward'}{rho:g}"
+    how = "forward long tail (training class order)" if forward else "backward long tail (class order reversed)"
+
+    def build(ctx: ViewContext) -> View:
+        return prior_view(ctx, name, exponential_lt_prior(ctx, rho, forward), f"SADE {how}, ρ={rho:g}",
+                          salt=(100 if forward else 200) + int(rho), candidates=ctx.groups.get("balanced_candidates"))
+
+    return build
+
+
+def view_uniform(ctx: ViewContext) -> View:
+    """Every class present in training equally likely (single-label: the `balanced` subsample; multi-label:
+    equal prevalence by raking, unlike `balanced`'s AudioSet-style construction)."""
+    shape = (ctx.train_counts > 0).astype(np.float64)
+    return prior_view(ctx, "uniform", prior_target(ctx, shape), "uniform over classes", salt=2,
+                      candidates=ctx.groups.get("balanced_candidates"))
+
+
+def view_train_prior(ctx: ViewContext) -> View:
+    """Exactly the training prior, realized on the whole pool (unlike `natural`, which is the pool's own
+    i.i.d. group when it has one)."""
+    return prior_view(ctx, "train_prior", prior_target(ctx, ctx.train_prior()), "training prior", salt=4)
+
+
+def gamma_view_builder(gamma: float) -> Callable[[ViewContext], View]:
+    """`gamma<γ>`: the point γ of the prior-shift path (`shifted_prior`), on the whole pool."""
+    name = f"gamma{gamma:g}"
+
+    def build(ctx: ViewContext) -> View:
+        target = prior_target(ctx, shifted_prior(ctx.train_prior(), gamma))
+        return prior_view(ctx, name, target, f"prior-shift path γ={gamma:g} (0 training, 1 uniform, 2 reversed)",
+                          salt=5)
+
+    return build
+
+
+def user_view_builder(key: str) -> Callable[[ViewContext], View]:
+    """`user:<name>`: a user-supplied prior (`--eval-prior`), class proportions in `ctx.priors[name]`."""
+
+    def build(ctx: ViewContext) -> View:
+        name = key.split(":", 1)[1]
+        if name not in ctx.priors:
+            raise UserError(f"view '{key}' needs an evaluation prior named '{name}' (--eval-prior {name}.csv)")
+        return prior_view(ctx, key, prior_target(ctx, ctx.priors[name]), f"user prior '{name}'", salt=6)
+
+    return build
+
+
+_PATTERNS = (
+    (re.compile(r"(forward|backward)(\d+(?:\.\d+)?)$"), lambda m: lt_view_builder(_num(m.group(2)), m.group(1) == "forward")),
+    (re.compile(r"gamma(-?\d+(?:\.\d+)?)$"), lambda m: gamma_view_builder(float(m.group(1)))),
+    (re.compile(r"user:(.+)$"), lambda m: user_view_builder(m.group(0))),
+)
+
+
+def _num(text: str) -> float:
+    x = float(text)
+    if x < 1:
+        raise UserError(f"imbalance ratio {text} of a forward/backward view must be >= 1 (e.g. forward10)")
+    return x
+
+
+def view_builder(name: str) -> Callable[[ViewContext], View]:
+    """The builder of a view name: a registered one, forward<ρ> / backward<ρ> for any ρ >= 1, gamma<γ>, or
+    user:<prior name>; an unknown name is an error listing the valid ones."""
+    if name in VIEW_BUILDERS:
+        return VIEW_BUILDERS[name]
+    for pattern, make in _PATTERNS:
+        m = pattern.match(name)
+        if m:
+            return make(m)
+    raise UserError(f"unknown evaluation view '{name}'; valid views: {', '.join(sorted(VIEW_BUILDERS))}, "
+                    f"forward<ρ>, backward<ρ>, gamma<γ>, user:<prior>, or the group {', '.join(VIEW_GROUPS)}")
+
+
+def expand_view_names(names: Sequence[str]) -> list[str]:
+    """View names with groups (`sade`) expanded, duplicates dropped, each checked (UserError if unknown)."""
+    out: list[str] = []
+    for name in names:
+        for n in VIEW_GROUPS.get(name.strip(), (name.strip(),)):
+            if n and n not in out:
+                view_builder(n)
+                out.append(n)
+    return out
+
+
+def view_public(ctx: ViewContext) -> View:
+    """The task's official evaluation split as released (AudioSet's eval set: near-balanced, >= ~59 clips per
+    class). A split without a `public` group (e.g. a validation slice of the training set) uses all its examples."""
+    if "public" in ctx.groups:
+        idx = np.asarray(ctx.groups["public"], dtype=np.int64)
+        return View("public", idx, None, f"official evaluation split as released ({idx.size} examples, its "
+                                         f"curators' prior)")
+    n = ctx.labels.shape[0]
+    return View("public", np.arange(n, dtype=np.int64), None,
+                f"no official split here: all {n} examples (same prior as this split)")
+
+
 VIEW_BUILDERS: dict[str, Callable[[ViewContext], View]] = {
     "natural": view_natural,
+    "public": view_public,
     "balanced": view_balanced,
     "inverse": view_inverse,
+    "uniform": view_uniform,
+    "train_prior": view_train_prior,
 }
+for _rho in SADE_RHOS:
+    VIEW_BUILDERS[f"forward{_rho}"] = lt_view_builder(_rho, forward=True)
+    VIEW_BUILDERS[f"backward{_rho}"] = lt_view_builder(_rho, forward=False)
 
 
 def build_views(names: tuple[str, ...] | list[str], ctx: ViewContext) -> dict[str, View]:
     """Build the named views; an unknown name is an error listing the valid ones."""
     out = {}
-    for name in names:
-        if name not in VIEW_BUILDERS:
-            raise UserError(f"unknown evaluation view '{name}'; valid views: {', '.join(sorted(VIEW_BUILDERS))}")
-        out[name] = VIEW_BUILDERS[name](ctx)
+    for name in expand_view_names(names):
+        out[name] = view_builder(name)(ctx)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- user priors
+
+PROB_HEADERS = ("probability", "prob", "p", "proportion", "frequency")
+COUNT_HEADERS = ("count", "counts", "n", "number")
+
+
+def read_prior_rows(path: str) -> tuple[list[tuple[str, float, int]], str]:
+    """Rows (class token, value, line number) of a prior CSV and its kind ("probability" or "count").
+
+    Format: `class,probability` or `class,count`, one class per line; a header line naming the second column is
+    optional ('#' comments and blank lines are skipped). Without a header, values summing to 1 are probabilities.
+    """
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = [(i, row) for i, row in enumerate(csv.reader(f), start=1)
+                     if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
+    except OSError as exc:
+        raise UserError(f"--eval-prior {path}: cannot read it ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"--eval-prior {path}: not a UTF-8 CSV file ({exc})") from None
+    kind = None
+    if lines and not _is_number(lines[0][1][-1] if lines[0][1] else ""):
+        head = [c.strip().lower() for c in lines[0][1]]
+        if len(head) != 2 or head[1] not in PROB_HEADERS + COUNT_HEADERS:
+            raise UserError(f"--eval-prior {path}:{lines[0][0]}: header must be 'class,probability' or "
+                            f"'class,count', got {','.join(lines[0][1])!r}")
+        kind = "probability" if head[1] in PROB_HEADERS else "count"
+        lines = lines[1:]
+    if not lines:
+        raise UserError(f"--eval-prior {path}: no rows; write one 'class,probability' line per class")
+    rows = []
+    for i, row in lines:
+        if len(row) != 2:
+            raise UserError(f"--eval-prior {path}:{i}: expected 2 columns 'class,value', got {len(row)}: "
+                            f"{','.join(row)!r}")
+        token, text = row[0].strip(), row[1].strip()
+        if not _is_number(text):
+            raise UserError(f"--eval-prior {path}:{i}: value {text!r} of class {token!r} is not a number")
+        value = float(text)
+        if not np.isfinite(value) or value < 0:
+            raise UserError(f"--eval-prior {path}:{i}: value of class {token!r} must be a finite number >= 0, "
+                            f"got {text}")
+        rows.append((token, value, i))
+    total = sum(v for _, v, _ in rows)
+    if kind is None:
+        kind = "probability" if abs(total - 1.0) <= 1e-3 else "count"
+    if total <= 0:
+        raise UserError(f"--eval-prior {path}: all values are 0; at least one class needs a positive value")
+    if kind == "probability" and abs(total - 1.0) > 0.01:
+        raise UserError(f"--eval-prior {path}: probabilities sum to {total:.4g}, not 1; fix them, or use the "
+                        f"header 'class,count' for unnormalized counts")
+    return rows, kind
+
+
+def resolve_prior(rows: Sequence[tuple[str, float, int]], class_names: Sequence[str], path: str = "prior",
+                  task: str = "") -> np.ndarray:
+    """Class proportions (sum 1, indexed by class) from prior rows; classes by index or by name, all listed once."""
+    names = [str(c) for c in class_names]
+    by_name = {c: j for j, c in enumerate(names)}
+    by_lower: dict[str, list[int]] = {}
+    for j, c in enumerate(names):
+        by_lower.setdefault(c.lower(), []).append(j)
+    out = np.full(len(names), np.nan)
+    where = f" for task '{task}'" if task else ""
+    for token, value, line in rows:
+        if token in by_name:
+            j = by_name[token]
+        elif token.lstrip("-").isdigit():
+            j = int(token)
+            if not 0 <= j < len(names):
+                raise UserError(f"--eval-prior {path}:{line}: class index {j} out of range [0, {len(names)}){where}")
+        elif len(by_lower.get(token.lower(), [])) == 1:
+            j = by_lower[token.lower()][0]
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(token, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; classes are {', '.join(names[:5])}, ..."
+            raise UserError(f"--eval-prior {path}:{line}: unknown class {token!r}{where}{hint}")
+        if not np.isnan(out[j]):
+            raise UserError(f"--eval-prior {path}:{line}: class {names[j]!r} is listed twice")
+        out[j] = value
+    missing = np.flatnonzero(np.isnan(out))
+    if missing.size:
+        shown = ", ".join(repr(names[j]) for j in missing[:3])
+        raise UserError(f"--eval-prior {path}: {missing.size} of {len(names)} classes{where} are missing "
+                        f"({shown}{', ...' if missing.size > 3 else ''}); list every class, 0 is allowed")
+    return out / out.sum()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -109,6 +109,9 @@ class Section:
     main_metric: Optional[str]
     secondary_metric: Optional[str]
     n_ok: int
+    # (method label, view, metric) -> interval that replaces the seed-only one: seeds combined with a paired
+    # bootstrap over evaluation examples, filled from the stored scores by reports.priorshift
+    intervals: dict[tuple[str, str, str], Interval] = field(default_factory=dict)
 
     def paired_seeds(self, group: MethodGroup) -> list[Hashable]:
         if self.baseline is None:
@@ -119,6 +122,8 @@ class Section:
         """Seed-paired change of `metric` on `view` vs the baseline; None if no seed pairs with a value."""
         if self.baseline is None:
             return None
+        if (group.label, view, metric) in self.intervals:
+            return self.intervals[(group.label, view, metric)]
         return summarize(paired_deltas(group.values(view, metric), self.baseline.values(view, metric)))
 
     def baseline_value(self, view: str, metric: str) -> Optional[Interval]:

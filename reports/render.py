@@ -251,8 +251,13 @@ def _section(sec: Section) -> list[str]:
         f"- **Main metric:** {main}",
         f"- **Runs:** {sec.n_ok} ok; {len(sec.methods)} method configurations besides the baseline; "
         f"seeds {_seeds_text(seeds)}",
-        "",
     ]
+    skipped = info.get("skipped") or {}
+    if isinstance(skipped, dict) and skipped:  # e.g. undecodable audio clips: counted, never silent
+        out.append("- **Skipped while loading:** " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    for note in info.get("notes") or []:
+        out.append(f"- **Note:** {' '.join(str(note).split())}")
+    out.append("")
     out += _dataset_stats(sec) + [""]
     out += _baseline_table(sec) + [""]
     if sec.main_metric:
@@ -318,16 +323,22 @@ def _footer(model: ReportModel) -> list[str]:
 
 
 def build_report_markdown(
-    results: list[dict], title: str = DEFAULT_TITLE, *, n_unreadable: Optional[int] = None
+    results: list[dict], title: str = DEFAULT_TITLE, *, n_unreadable: Optional[int] = None,
+    model: Optional[ReportModel] = None, shifts: Optional[dict] = None,
 ) -> str:
     """The report as markdown: a pure, deterministic function of `results` (input order does not matter).
 
     `n_unreadable` (files skipped while loading) defaults to the attribute `load_runs` puts on its list.
+    `model` and `shifts` (reports.priorshift.analyze of that model) add the prior-shift sections.
     """
     if n_unreadable is None:
         n_unreadable = int(getattr(results, "n_unreadable", 0))
-    model = build_model(list(results), n_unreadable)
-    out = [f"# {title}", ""] + HOW_TO_READ + [""]
+    if model is None:
+        model = build_model(list(results), n_unreadable)
+    shifts = shifts or {}
+    if shifts:
+        from .shift_sections import ci_note, section_markdown
+    out = [f"# {title}", ""] + HOW_TO_READ + [""] + (ci_note(shifts) if shifts else [])
     if model.sections:
         out += ["## At a glance", ""]
         for sec in model.sections:
@@ -338,18 +349,36 @@ def build_report_markdown(
         out += ["No successful runs found.", ""]
     for sec in model.sections:
         out += _section(sec)
+        if sec.key in shifts:
+            out += section_markdown(sec, shifts[sec.key])
     out += _failed(model) + [""] + _footer(model)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def render_report(run_dir: str | Path, out_name: str = "report.md", title: str = DEFAULT_TITLE) -> Path:
-    """Load `<run_dir>/results`, write `<run_dir>/<out_name>` and `<run_dir>/summary.json` atomically."""
+def render_report(run_dir: str | Path, out_name: str = "report.md", title: str = DEFAULT_TITLE, *,
+                  options: Any = None, publish: Optional[str | Path] = None) -> Path:
+    """Load `<run_dir>/results`, write `<run_dir>/<out_name>` and `<run_dir>/summary.json` atomically.
+
+    The prior-shift analysis (reports.priorshift, with `options` or the run dir's saved ones) reads the stored
+    scores and writes its PNG figures beside the report. `publish`: also write a self-contained folder there.
+    """
+    from .plots import write_figures
+    from .priorshift import analyze, load_options, summary_json
+
     run_dir = Path(run_dir)
     results = load_runs(run_dir)
-    md = build_report_markdown(results, title)
-    summary = summary_dict(build_model(list(results), results.n_unreadable))
+    model = build_model(list(results), results.n_unreadable)
+    shifts = analyze(run_dir, model, options if options is not None else load_options(run_dir))
+    write_figures(shifts, run_dir)
+    md = build_report_markdown(results, title, model=model, shifts=shifts)
+    summary = summary_dict(model)  # after the analysis: its intervals include the bootstrap
+    summary["prior_shift"] = {key: summary_json(sh) for key, sh in shifts.items()}
     summary_text = json.dumps(summary, indent=1, allow_nan=False) + "\n"
     atomic_write_text(run_dir / "summary.json", summary_text)
     path = run_dir / out_name
     atomic_write_text(path, md)
+    if publish is not None:
+        from .publish import publish_folder
+
+        publish_folder(Path(publish), md, summary_text, shifts, run_dir)
     return path

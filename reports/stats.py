@@ -55,6 +55,38 @@ def summarize(values: Sequence[float]) -> Optional[Interval]:
     return Interval(mean, hw, len(values))
 
 
+def combined_interval(deltas: Sequence[float], boot_means: Optional[Sequence[float]]) -> Optional[Interval]:
+    """Mean of seed-paired deltas with a 95% interval for both sources of noise: training seeds and the finite
+    evaluation set.
+
+    `boot_means[b]` is the seed-averaged delta on bootstrap resample b of the evaluation examples (the same
+    resample for method and baseline). The variance is s²/n (seeds) + the bootstrap variance, with
+    Welch-Satterthwaite degrees of freedom (the bootstrap part counted as known); without a bootstrap it is the
+    plain t-interval. One seed gives no interval: training noise cannot be estimated from it.
+    """
+    x = [float(v) for v in deltas]
+    if not x:
+        return None
+    n = len(x)
+    mean = math.fsum(x) / n
+    if n < 2:
+        return Interval(mean, None, n)
+    v_seed = math.fsum((v - mean) ** 2 for v in x) / (n - 1) / n
+    b = [float(v) for v in (boot_means or []) if math.isfinite(float(v))]
+    v_boot = 0.0
+    if len(b) >= 2:
+        mb = math.fsum(b) / len(b)
+        v_boot = math.fsum((v - mb) ** 2 for v in b) / (len(b) - 1)
+    var = v_seed + v_boot
+    if var <= 0:
+        return Interval(mean, 0.0, n)
+    df = var**2 / (v_seed**2 / (n - 1)) if v_seed > 0 else math.inf
+    from scipy.stats import t
+
+    q = float(t.ppf(0.5 + CONFIDENCE / 2, df)) if math.isfinite(df) else 1.959963984540054
+    return Interval(mean, q * math.sqrt(var), n)
+
+
 def paired_deltas(
     treated: Mapping[Hashable, Optional[float]], baseline: Mapping[Hashable, Optional[float]]
 ) -> list[float]:

@@ -1,0 +1,308 @@
+"""AudioSet with the Audio Spectrogram Transformer: the seed paper's task (Moore et al. 2023, arXiv 2307.00079)."""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from benchmark import Param, Split, Task, TaskData, UserError, register_task
+from benchmark.audio import AST_SIZES, AUDIOSET_HUB_ID, TRAIN_SPLITS
+
+FINETUNED_ON_AUDIOSET = ("MIT/ast-finetuned-audioset",)  # checkpoints that have already seen AudioSet's labels
+
+
+def _check_init(v: str) -> Optional[str]:
+    if v in ("auto", "imagenet", "scratch") or (v.startswith("hub:") and len(v) > 4):
+        return None
+    return "use auto, imagenet, scratch or hub:<model id>"
+
+
+@register_task
+class AudioSet(Task):
+    """AudioSet (527 sound classes, multi-label) with AST: public eval vs a held-out slice at the training prior.
+
+    Views: `public` = the official eval split (near-balanced by construction), `natural` = a seeded slice held out
+    of the training split (the paper's internal eval set analog: same conditions, training prior), `balanced` /
+    `inverse` built from the public set. Recipe and defaults from AST (Gong et al. 2021, YuanGongND/ast).
+    """
+
+    name = "audioset"
+    description = ("AudioSet, 527 sound classes, AST (transformers) on log-mel fbanks; public eval split vs a "
+                   "held-out slice of the training split at its natural prior")
+    source = f"hub {AUDIOSET_HUB_ID} (parquet, FLAC) or a local copy in its schema (--data)"
+    license = "CC BY 4.0 (labels); audio from YouTube"
+    size = "balanced: 18,685 train + 17,142 eval clips (~50 GB); unbalanced: 1.74 M clips (~2.4 TB)"
+    gpu_time = "balanced, 25 epochs, AST-base bf16: ~30 min per run on one H100 (estimate); full: ~8 h per run"
+    multi_label = True
+    main_metric = "mAP"
+    secondary_metric = "dprime"
+    views = ("public", "natural", "balanced", "inverse")
+    balanced_min_positives = 59  # AudioSet's eval set has >= 59 clips of every class
+
+    params = {
+        "config": Param(str, "balanced", "training split: balanced (bal_train) | unbalanced (unbal_train) | full "
+                        "(both); evaluation always uses the eval split", choices=tuple(TRAIN_SPLITS)),
+        "data": Param(str, AUDIOSET_HUB_ID, "hub dataset id, or a local directory of parquet files in its schema "
+                      "(data/bal_train, data/unbal_train, data/eval)"),
+        "init": Param(str, "auto", "imagenet (timm DeiT adapted as AST does) | scratch | hub:<id> (a transformers "
+                      "AST checkpoint) | auto (imagenet; scratch for model_size=tiny)", check=_check_init),
+        "model_size": Param(str, "base", "AST size: base (DeiT-B/384, the paper's) | small (DeiT-S) | tiny "
+                            "(CPU runs and tests)", choices=tuple(AST_SIZES)),
+        "frames": Param(int, 0, "fbank frames of 10 ms; 0 = the size's: 1024 (10.24 s), tiny 128", min=0, max=8192),
+        "vocab": Param(str, "official", "classes: official (the 527 AudioSet MIDs) | data (MIDs seen in the data) | "
+                       "path to a class_labels_indices.csv"),
+        "epochs": Param(float, 0.0, "budget in epochs of the training split; 0 = AST's: 25 balanced, 5 otherwise",
+                        min=0.0, max=1000.0),
+        "lr": Param(float, 0.0, "peak learning rate; 0 = AST's: 5e-5 balanced, 1e-5 otherwise", min=0.0, max=1.0),
+        "batch_size": Param(int, 12, "training batch size (AST: 12)", min=1, max=65_536),
+        "eval_batch_size": Param(int, 48, "evaluation batch size", min=1, max=65_536),
+        "warmup": Param(int, 1000, "linear learning-rate warm-up, in batches", min=0, max=10_000_000),
+        "lr_decay_start": Param(int, 0, "halve the LR after this epoch and every lr_decay_every epochs after; "
+                                "0 = AST's: 10 balanced, 2 otherwise", min=0, max=10_000),
+        "lr_decay_every": Param(int, 0, "epochs between halvings; 0 = AST's: 5 balanced, 1 otherwise", min=0,
+                                max=10_000),
+        "weight_avg_from": Param(int, 0, "average end-of-epoch weights from this epoch on (AST: 6 balanced, 1 full); "
+                                 "0 = off", min=0, max=10_000),
+        "mixup": Param(float, 0.5, "probability of MixUp on waveforms (partner drawn uniformly)", min=0.0, max=1.0),
+        "mixup_alpha": Param(float, 10.0, "MixUp λ ~ Beta(α, α)", min=0.01, max=1000.0),
+        "freqm": Param(int, 48, "SpecAugment: one frequency mask narrower than this (bins)", min=0, max=128),
+        "timem": Param(int, 192, "SpecAugment: one time mask narrower than this (frames at 1024; scaled with frames)",
+                       min=0, max=8192),
+        "natural_fraction": Param(float, 0.1, "fraction of the training split held out as the `natural` view",
+                                  min=0.0, max=0.9),
+        "natural_max": Param(int, 20_000, "at most this many natural clips (0 = no cap)", min=0),
+        "val_fraction": Param(float, 0.02, "fraction of the training split held out for validation (>= 1 clip)",
+                              min=0.0, max=0.5),
+        "val_max": Param(int, 1000, "at most this many validation clips (0 = no cap)", min=0),
+        "max_train": Param(int, 0, "use a seeded subset of this many training-split clips (0 = all)", min=0),
+        "max_eval": Param(int, 0, "use a seeded subset of this many eval clips (0 = all)", min=0),
+        "num_workers": Param(int, -1, "DataLoader workers decoding and computing fbanks; -1 = min(16, CPUs - 1)",
+                             min=-1, max=256),
+        "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit, 330 KB per 10 s clip; for small "
+                           "subsets); empty = off"),
+        "checkpoint_every": Param(int, 5000, "steps between accelerator.save_state for resuming (0 = off)", min=0),
+        "data_seed": Param(int, 0, "seed of the held-out slices and subsets", min=0),
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        balanced = self.config == "balanced"
+        size = AST_SIZES[self.model_size]
+        self.n_frames = int(self.frames or size["frames"])
+        self.n_epochs = float(self.epochs or (25.0 if balanced else 5.0))
+        self.lr = float(self.lr or (5e-5 if balanced else 1e-5))
+        self.decay_start = int(self.lr_decay_start or (10 if balanced else 2))
+        self.decay_every = int(self.lr_decay_every or (5 if balanced else 1))
+        if self.num_workers < 0:
+            self.num_workers = max(0, min(16, (os.cpu_count() or 1) - 1))
+        self.weight_decay = 5e-7
+        self.init_kind = self.init
+        if self.init == "auto":
+            self.init_kind = "imagenet" if size["deit"] else "scratch"
+        elif self.init == "imagenet" and not size["deit"]:
+            raise UserError(f"task 'audioset': init=imagenet needs an ImageNet DeiT of the model's size; "
+                            f"model_size={self.model_size} has none: use --init scratch or --model-size base/small")
+        if self.init_kind.startswith("hub:") and self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET):
+            warnings.warn(f"--init {self.init_kind}: this checkpoint is already fine-tuned on AudioSet (with its own "
+                          f"balanced sampling), so every method starts from a balanced-trained model; use --init "
+                          f"imagenet for the paper's setting", UserWarning, stacklevel=2)
+        self._vocab: Optional[tuple[list[str], list[str]]] = None
+        self._splits: Optional[tuple[dict, str]] = None
+        self._n_train: Optional[int] = None
+        self._model_config = None
+        self._init_state: Optional[dict[str, torch.Tensor]] = None
+
+    # ---- metadata -------------------------------------------------------------------------------------------
+    def _data(self) -> tuple[dict, str]:
+        if self._splits is None:
+            from benchmark.audio import load_audio_splits
+
+            self._splits = load_audio_splits(self.data, self.config)
+        return self._splits
+
+    def _vocabulary(self) -> tuple[list[str], list[str]]:
+        if self._vocab is None:
+            from benchmark.audio import OFFICIAL_VOCAB, read_vocab, vocab_from_data
+
+            if self.vocab == "official":
+                self._vocab = read_vocab(OFFICIAL_VOCAB)
+            elif self.vocab == "data":
+                self._vocab = vocab_from_data(self._data()[0])
+            else:
+                if not os.path.isfile(os.path.expanduser(self.vocab)):
+                    raise UserError(f"task 'audioset': vocab={self.vocab!r} is neither official, data nor an "
+                                    f"existing class_labels_indices.csv")
+                self._vocab = read_vocab(self.vocab)
+        return self._vocab
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._vocabulary()[0])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._vocabulary()[1])
+
+    @property
+    def budget_samples(self) -> int:  # type: ignore[override]
+        if self._n_train is None:
+            raise RuntimeError("audioset: the budget is known once the data is loaded")
+        return int(round(self.n_epochs * self._n_train))
+
+    def train_config(self) -> dict[str, Any]:
+        # computed before the data is read (run ids): the budget is in epochs of the training split
+        return {
+            "budget_epochs": self.n_epochs,
+            "batch_size": int(self.batch_size),
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "optimizer": "adam(0.95, 0.999)",
+            "schedule": f"warmup {self.warmup}, x0.5 after epoch {self.decay_start} and every {self.decay_every}",
+            "weight_avg_from": int(self.weight_avg_from),
+            "mixup": [self.mixup, self.mixup_alpha],
+            "specaugment": [self.freqm, self._timem],
+            "frames": self.n_frames,
+            "init": self.init_kind,
+            "model_size": self.model_size,
+        }
+
+    @property
+    def _timem(self) -> int:
+        return int(round(self.timem * self.n_frames / 1024))
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+    def load(self) -> TaskData:
+        from benchmark.audio import (AudioClipDataset, CachedClips, ConcatClips, EncodedClips, Fbank, cache_key,
+                                     label_matrix)
+
+        splits, identity = self._data()
+        mids, _ = self._vocabulary()
+        fbank = Fbank(self.n_frames)
+        rng = np.random.default_rng(self.data_seed)
+        skipped: Counter = Counter()
+        kept = {}
+        for part, ds in splits.items():
+            y, unknown = label_matrix(ds, mids)
+            skipped[f"{part}: unknown label MID"] += int(unknown.sum())
+            rows = np.flatnonzero(~unknown)
+            cap = self.max_train if part == "train" else self.max_eval
+            if cap and rows.size > cap:
+                rows = np.sort(rng.choice(rows, size=cap, replace=False))
+            ids = (np.asarray(ds.data.table.column("video_id").to_pylist(), dtype=object)[rows]
+                   if "video_id" in ds.column_names else None)
+            clips = EncodedClips(ds.data, rows, fbank.max_samples, names=ids)
+            reasons, first = clips.check()
+            bad = reasons != ""
+            if rows.size == 0:
+                raise UserError(f"--data {self.data}: the {part} split has no clip with a label in the vocabulary "
+                                f"({self.vocab}); use --task audioset:vocab=data")
+            if bad.mean() > 0.5:  # not a few broken clips: the audio format itself is wrong
+                raise UserError(f"--data {self.data}: {int(bad.sum())} of {rows.size} clips of the {part} split "
+                                f"cannot be read ({first}); the audio must be encoded files whose header gives the "
+                                f"sample rate (FLAC, WAV, OGG): re-encode them, e.g. soundfile.write(f, x, sr, "
+                                f"format='FLAC')")
+            for reason, n in Counter(reasons[bad]).items():
+                skipped[f"{part}: {reason}"] += int(n)
+            kept[part] = (ds, rows[~bad], y[rows[~bad]], None if ids is None else ids[~bad])
+
+        ds_tr, rows_tr, y_tr, ids_tr = kept["train"]
+        n = rows_tr.size
+        n_nat = min(int(round(self.natural_fraction * n)), self.natural_max or n) if self.natural_fraction else 0
+        n_val = max(1, min(int(round(self.val_fraction * n)), self.val_max or n))
+        if n - n_nat - n_val < 1:
+            raise UserError(f"--data {self.data}: {n} usable training clips cannot give natural ({n_nat}) and "
+                            f"validation ({n_val}) slices and a training set; lower natural_fraction / val_fraction")
+        perm = rng.permutation(n)
+        sl = {"natural": np.sort(perm[:n_nat]), "val": np.sort(perm[n_nat:n_nat + n_val]),
+              "train": np.sort(perm[n_nat + n_val:])}
+        ds_ev, rows_ev, y_ev, ids_ev = kept["eval"]
+
+        def clips_of(ds, rows, ids, tag):
+            c = EncodedClips(ds.data, rows, fbank.max_samples, names=ids)
+            if self.cache_dir:
+                c = CachedClips(c, os.path.expanduser(self.cache_dir), cache_key(identity, tag, rows, c.max_samples))
+            return c
+
+        def train_part(key):
+            i = sl[key]
+            return clips_of(ds_tr, rows_tr[i], None if ids_tr is None else ids_tr[i], key), y_tr[i]
+
+        train_clips, y_train = train_part("train")
+        nat_clips, y_nat = train_part("natural")
+        val_clips, y_val = train_part("val")
+        pub_clips = clips_of(ds_ev, rows_ev, ids_ev, "public")
+        y_pool = np.concatenate([y_ev, y_nat])
+        self._n_train = int(y_train.shape[0])
+
+        train = Split(AudioClipDataset(train_clips, y_train, fbank, mixup=self.mixup, alpha=self.mixup_alpha), y_train)
+        val = Split(AudioClipDataset(val_clips, y_val, fbank), y_val)
+        pool = Split(AudioClipDataset(ConcatClips([pub_clips, nat_clips]), y_pool, fbank), y_pool)
+        n_pub = int(y_ev.shape[0])
+        groups = {"public": np.arange(n_pub), "balanced_candidates": np.arange(n_pub)}
+        if n_nat:
+            groups["natural"] = np.arange(n_pub, n_pub + n_nat)
+        train_src = "+".join(TRAIN_SPLITS[self.config])
+        notes = [
+            f"training: {self._n_train} clips of {train_src}; natural view: {n_nat} clips held out of {train_src} "
+            f"(i.i.d., the training prior{', itself near-balanced by construction' if self.config == 'balanced' else ''}"
+            f"); public view: {n_pub} clips of the eval split (near-balanced, >= 59 per class on the full set); "
+            f"validation: {n_val} clips held out of {train_src}",
+            f"classes: {len(mids)} ({'official AudioSet list' if self.vocab == 'official' else self.vocab})",
+        ]
+        self._prepare_init(notes)
+        return TaskData(train, val, pool, groups, {"natural": np.arange(n_val)},
+                        skipped={k: v for k, v in sorted(skipped.items()) if v}, notes=notes)
+
+    # ---- model --------------------------------------------------------------------------------------------------
+    def _prepare_init(self, notes: list[str]) -> None:
+        """Model config and initial weights, fetched once per process (ImageNet DeiT or a hub checkpoint)."""
+        from benchmark.audio import ast_config, hub_ast, imagenet_ast_state
+
+        if self._model_config is not None:
+            return
+        if self.init_kind.startswith("hub:"):
+            config, state = hub_ast(self.init_kind[4:], self.num_classes)
+            if config.max_length != self.n_frames:
+                raise UserError(f"--init {self.init_kind}: the checkpoint reads {config.max_length} frames; set "
+                                f"--task audioset:frames={config.max_length}")
+            self._model_config, self._init_state = config, state
+            kept_head = any(k.startswith("classifier.dense.") for k in state)
+            notes.append(f"init: {self.init_kind} ({'with' if kept_head else 'new'} classifier head)"
+                         + ("; already fine-tuned on AudioSet" if self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET)
+                            else ""))
+            return
+        self._model_config = ast_config(self.model_size, self.num_classes, self.n_frames)
+        if self.init_kind == "imagenet":
+            self._init_state = imagenet_ast_state(self.model_size, self._model_config)
+            notes.append(f"init: ImageNet {AST_SIZES[self.model_size]['deit']} adapted as AST (1-channel patch "
+                         f"embedding, stride-10 patches, position embeddings resampled)")
+        else:
+            notes.append("init: scratch")
+
+    def build_model(self) -> torch.nn.Module:
+        from benchmark.audio import ASTClassifier
+
+        if self._model_config is None:
+            self._prepare_init([])
+        model = ASTClassifier(self._model_config)
+        if self._init_state is not None:
+            missing, unexpected = model.ast.load_state_dict(self._init_state, strict=False)
+            if unexpected or any(not k.startswith("classifier.") for k in missing):
+                raise RuntimeError(f"AST init mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return model
+
+    def build_optimizer(self, model: torch.nn.Module, total_steps: int):
+        from benchmark.audio import ast_optimizer
+
+        return ast_optimizer(model, self.lr, self._n_train / self.batch_size, warmup=self.warmup,
+                             decay_start=self.decay_start, decay_every=self.decay_every,
+                             average_from=self.weight_avg_from, weight_decay=self.weight_decay)
+
+    def augment_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from benchmark.audio import spec_augment
+
+        return spec_augment(x, self.freqm, self._timem), y
