@@ -210,7 +210,7 @@ class Claims:
             try:
                 os.link(tmp, path)
                 return True
-            except FileExistsError:
+            except (FileExistsError, FileNotFoundError):  # taken, or our temp file was swept as a leftover
                 return False
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
@@ -246,12 +246,13 @@ class Claims:
         if moved != info.raw:  # someone replaced the stale claim before our rename: give theirs back
             try:
                 os.link(tomb, path)
-            except FileExistsError:
+            except (FileExistsError, FileNotFoundError):
                 pass
+        try:
             os.unlink(tomb)
-            return False
-        os.unlink(tomb)
-        return True
+        except FileNotFoundError:
+            pass
+        return moved == info.raw
 
     @staticmethod
     def _owns(path: Path, token: str) -> bool:

@@ -35,6 +35,7 @@ from .sampling import BudgetBatchSampler, ShardedBatchSampler
 from .task import ArrayDataset, Task, TaskData, collate
 from .views import View, ViewContext, build_views
 
+_DEFAULT_THREADS = torch.get_num_threads()  # restored for tasks that want torch's default (large models)
 CHECK_FINITE_EVERY = 25  # steps between loss checks: NaN persists once it appears, and a check syncs the GPU
 # What a baseline (`none`) run keeps for methods that build on it without retraining it:
 STORE_MODEL_MAX_BYTES = 64 * 2**20  # its state_dict as <run_id>.pt (larger: only when the grid has a method needing it)
@@ -241,6 +242,8 @@ class Engine:
     def _train_and_score(self, spec: RunSpec, prepared: PreparedTask):
         acc, task, method = self.acc, spec.task, spec.method
         t0 = time.perf_counter()
+        if acc.device.type == "cpu":
+            torch.set_num_threads(task.cpu_threads or _DEFAULT_THREADS)
         set_seed(spec.seed)
         model = task.build_model()
         train, train_ds = prepared.train, prepared.data.train.dataset
@@ -265,15 +268,15 @@ class Engine:
         steps = len(shard)
         optimizer, scheduler = task.build_optimizer(model, steps)
         model, optimizer, pool_dl, val_dl = acc.prepare(model, optimizer, pool_dl, val_dl)
-        if scheduler is not None:
-            scheduler = acc.prepare_scheduler(scheduler)
+        # the scheduler is stepped once per optimizer step of this process and sized with this process's steps;
+        # accelerate's prepare_scheduler would step it num_processes times per step
         ckpt = self.out / "checkpoints" / spec.run_id
         start = self._resume(spec, ckpt)
         batches = acc.skip_first_batches(train_dl, start) if start else train_dl
         model.train()
         _frozen_to_eval(acc.unwrap_model(model))
         bar = _bar(total=steps, initial=start, desc=f"  {spec.method_spec} seed {spec.seed}", leave=False,
-                   disable=self.quiet or not acc.is_local_main_process)
+                   disable=self.quiet or not acc.is_main_process)
         step = start
         for step, (x, y) in enumerate(batches, start=start):
             x, y = send_to_device((x, y), acc.device, non_blocking=acc.device.type == "cuda")

@@ -163,7 +163,7 @@ def run_grid(tasks: list[Task], methods: list[Method], seeds: list[int], out: Pa
             if action != "run" or whose == "self":
                 queue.pop(0)
             if action in ("skip", "busy"):
-                elsewhere += action == "busy"
+                elsewhere += 1  # running in, or finished by, another process
                 bar.update(1)
                 continue
             target = spec if whose == "self" else spec.baseline()
@@ -203,9 +203,12 @@ def run_grid(tasks: list[Task], methods: list[Method], seeds: list[int], out: Pa
 
 
 def _remove_partial_writes(result: Path) -> None:
-    """Temporary files a killed writer of this run left (atomic writes leave none otherwise); we own the run now."""
-    for suffix in (".json", ".npz", ".pt"):
-        for tmp in result.parent.glob(f".{result.stem}{suffix}.*.tmp"):
+    """Temporary files a killed writer of this run left (atomic writes leave none otherwise); we own the run now.
+
+    Includes a killed claimer's claim temp file or stale-claim tombstone (claims.py tolerates their removal).
+    """
+    for pattern in (".json.*.tmp", ".npz.*.tmp", ".pt.*.tmp", ".claim.*"):
+        for tmp in result.parent.glob(f".{result.stem}{pattern}"):
             tmp.unlink(missing_ok=True)
 
 

@@ -226,6 +226,7 @@ def rake(label_matrix: np.ndarray, target: np.ndarray, max_iter: int = 500, tol:
     w = np.zeros(n)
     w[rows] = v
     w *= n / max(w.sum(), 1e-300)
+    w[w < 1e-12] = 0.0  # IPF drives some weights toward denormals (1e-45 seen): they are absent, say so exactly
     prev = (np.add.reduceat(w[rows][rr], starts) / w.sum()) if J.size else np.zeros(0)
     info = {
         "method": "raking",

@@ -15,6 +15,7 @@ For every task section of a report:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -218,6 +219,9 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
     pool_ctx, val_ctx = ctx("pool"), ctx("val")
     n_pool, n_val = ref.labels("pool").shape[0], ref.labels("val").shape[0]
     dist_names = list(sec.views) + extra
+    gammas = [float(g) for g in options.gammas]
+    built = _built_views(run_dir, views, pool_ctx, val_ctx, [d for d in extra if ref.view("pool", d) is None],
+                         gammas, priors)
     pool_views: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
     val_views: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
     for d in dist_names:
@@ -226,26 +230,23 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
             pool_views[d] = stored
             out.dists.append(_json_dist(sec, d))
         else:
-            v = views.build_views([d], pool_ctx)[d]
-            pool_views[d] = (v.indices, v.weights)
-            out.dists.append(Dist(d, v.description, "report", int(v.indices.size), float(v.effective_n),
-                                  v.weights is not None, dict(v.info)))
+            b = built[f"pool:{d}"]
+            pool_views[d] = (b["idx"], b["w"])
+            out.dists.append(Dist(d, b["description"], "report", int(b["idx"].size), b["effective_n"],
+                                  b["w"] is not None, b["info"]))
         sv = ref.view("val", d)
         if sv is None and d in extra:
-            v = views.build_views([d], val_ctx)[d]
-            sv = (v.indices, v.weights)
+            sv = (built[f"val:{d}"]["idx"], built[f"val:{d}"]["w"])
         if sv is not None:
             val_views[d] = sv
 
     # the prior-shift path: one weighting of the whole pool per γ
-    gammas = [float(g) for g in options.gammas]
     G = np.zeros((n_pool, len(gammas)))
     g_eff = []
     for k, gmm in enumerate(gammas):
-        v = views.build_views([f"gamma{gmm:g}"], pool_ctx)[f"gamma{gmm:g}"]
-        w = np.ones(v.indices.size) if v.weights is None else v.weights
-        G[v.indices, k] = w
-        g_eff.append(float(v.effective_n))
+        b = built[f"pool:gamma{gmm:g}"]
+        G[b["idx"], k] = np.ones(b["idx"].size) if b["w"] is None else b["w"]
+        g_eff.append(b["effective_n"])
 
     def dense(view: tuple[np.ndarray, Optional[np.ndarray]], n: int) -> np.ndarray:
         col = np.zeros(n)
@@ -270,31 +271,35 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
     curve: dict[tuple[str, Hashable], np.ndarray] = {}
     valpt: dict[tuple[str, Hashable], dict[str, dict[str, float]]] = {}
     boot: dict[tuple[str, Hashable], dict[str, dict[str, np.ndarray]]] = {}
+    # everything below depends only on these inputs and the run's scores: the cache key
+    digest = _digest(CACHE_VERSION, B, options.seed, sec.key, boot_metrics, out.metrics, exclude, X_extra, G,
+                     V_extra, *[a for d in dist_names for a in (d, *pool_views[d])])
+    cache = RunCache(run_dir)
     for key, sc in scores.items():
         res = _group(sec, key[0]).runs[key[1]]
+        rid = str(res.get("run_id"))
         if sc.labels("pool").shape != ref.labels("pool").shape:
-            out.notes.append(f"run {res.get('run_id')} has a different evaluation pool; left out")
+            out.notes.append(f"run {rid} has a different evaluation pool; left out")
             continue
-        rm = RunMetrics(multi, sc.labels("pool"), sc.scores("pool"), exclude)
-        m = rm(np.concatenate([X_extra, G], axis=1))
+        got = cache.get(rid, _digest(digest, sc.identity()))
+        if got is None:
+            got = _run_numbers(multi, sc, exclude, X_extra, G, V_extra, extra, val_extra, dist_names, pool_views,
+                               resamples, out.metrics, boot_metrics, main)
+            cache.put(rid, _digest(digest, sc.identity()), got)
         pts = {d: {k: v for k, v in _metrics_of(res, "eval", d).items()} for d in sec.views}
-        for i, d in enumerate(extra):
-            pts[d] = {k: float(m[k][i]) for k in out.metrics if k in m}
-        point[key] = pts
-        curve[key] = np.asarray(m[main][len(extra):], dtype=np.float64)
         vp = {d: _metrics_of(res, "val", d) for d in sec.views}
-        if val_extra:
-            mv = RunMetrics(multi, sc.labels("val"), sc.scores("val"), exclude)(V_extra)
-            for i, d in enumerate(val_extra):
-                vp[d] = {k: float(mv[k][i]) for k in out.metrics if k in mv}
-        valpt[key] = vp
+        bk: dict[str, dict[str, np.ndarray]] = {}
+        for name, arr in got.items():
+            kind, d, metric = name.split("|")
+            if kind == "point":
+                pts.setdefault(d, {})[metric] = float(arr)
+            elif kind == "val":
+                vp.setdefault(d, {})[metric] = float(arr)
+            elif kind == "boot":
+                bk.setdefault(d, {})[metric] = arr
+        point[key], valpt[key] = pts, vp
+        curve[key] = got["curve||"]
         if resamples:
-            bk = {}
-            for d in dist_names:
-                idx, w = pool_views[d]
-                R = resamples[d] if w is None else resamples[d] * w.astype(np.float32)[:, None]
-                mb = rm(R, rows=idx, metrics=boot_metrics)
-                bk[d] = {k: mb[k] for k in boot_metrics if k in mb}
             boot[key] = bk
         sc.close()
 
@@ -333,6 +338,117 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
     out.curve = _curve(sec, curve, gammas, main, g_eff)
     out.sweeps = sweep_analysis(sec, out, valpt, options, extra)
     return out
+
+
+def _built_views(run_dir: Path, views: Any, pool_ctx: Any, val_ctx: Any, extra: list[str], gammas: list[float],
+                 priors: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The distributions built on the stored pool (and validation split) from their labels: the extra ones and
+    the γ path; cached like the runs' numbers (raking the 17 points of the path is most of a re-render)."""
+    key = _digest(CACHE_VERSION, pool_ctx.labels, val_ctx.labels, pool_ctx.train_counts, pool_ctx.n_train,
+                  pool_ctx.multi_label, extra, gammas, *[a for n in sorted(priors) for a in (n, priors[n])])
+    path = Path(run_dir) / "cache" / "priorshift" / f"views-{key[:20]}.npz"
+    try:
+        with np.load(path) as z:
+            meta = json.loads(str(z["__meta__"]))
+            return {name: {"idx": z[f"{name}|idx"], "w": z[f"{name}|w"] if f"{name}|w" in z.files else None, **m}
+                    for name, m in meta.items()}
+    except (OSError, KeyError, ValueError):
+        pass
+    out: dict[str, dict] = {}
+    jobs = [(f"pool:{d}", d, pool_ctx) for d in extra] + [(f"val:{d}", d, val_ctx) for d in extra]
+    jobs += [(f"pool:gamma{g:g}", f"gamma{g:g}", pool_ctx) for g in gammas]
+    for name, d, ctx in jobs:
+        v = views.build_views([d], ctx)[d]
+        out[name] = {"idx": v.indices, "w": v.weights, "description": v.description,
+                     "effective_n": float(v.effective_n), "info": _finite(dict(v.info))}
+    arrays = {"__meta__": np.asarray(json.dumps({n: {k: b[k] for k in ("description", "effective_n", "info")}
+                                                 for n, b in out.items()}))}
+    for name, b in out.items():
+        arrays[f"{name}|idx"] = b["idx"]
+        if b["w"] is not None:
+            arrays[f"{name}|w"] = b["w"]
+    _write_npz(path, arrays)
+    return out
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    from .load import results_module
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        results_module().atomic_write_bytes(path, buf.getvalue())
+    except OSError:
+        pass  # a read-only run dir: the report is still right, only not cached
+
+
+def _run_numbers(multi: bool, sc: Scores, exclude: np.ndarray, X_extra: np.ndarray, G: np.ndarray,
+                 V_extra: np.ndarray, extra: list[str], val_extra: list[str], dist_names: list[str],
+                 pool_views: dict, resamples: dict, metrics: list[str], boot_metrics: list[str],
+                 main: str) -> dict[str, np.ndarray]:
+    """One run's numbers from its scores: {"point|dist|metric", "val|dist|metric", "boot|dist|metric": (B,),
+    "curve||": (γ,)}."""
+    out: dict[str, np.ndarray] = {}
+    rm = RunMetrics(multi, sc.labels("pool"), sc.scores("pool"), exclude)
+    m = rm(np.concatenate([X_extra, G], axis=1))
+    for i, d in enumerate(extra):
+        for k in metrics:
+            if k in m:
+                out[f"point|{d}|{k}"] = np.asarray(m[k][i])
+    out["curve||"] = np.asarray(m[main][len(extra):], dtype=np.float64)
+    if val_extra:
+        mv = RunMetrics(multi, sc.labels("val"), sc.scores("val"), exclude)(V_extra)
+        for i, d in enumerate(val_extra):
+            for k in metrics:
+                if k in mv:
+                    out[f"val|{d}|{k}"] = np.asarray(mv[k][i])
+    for d in dist_names if resamples else []:
+        idx, w = pool_views[d]
+        R = resamples[d] if w is None else resamples[d] * w.astype(np.float32)[:, None]
+        mb = rm(R, rows=idx, metrics=boot_metrics)
+        for k in boot_metrics:
+            if k in mb:
+                out[f"boot|{d}|{k}"] = np.asarray(mb[k], dtype=np.float64)
+    return out
+
+
+CACHE_VERSION = 1  # bump when the numbers a run contributes are computed differently
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(str((p.dtype, p.shape)).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        elif p is None:
+            h.update(b"\0none")
+        else:
+            h.update(repr(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class RunCache:
+    """Each run's numbers from its scores, under <run_dir>/cache/priorshift/<run_id>.npz with the digest of every
+    input: re-rendering a report (or adding runs to a grid) recomputes only what changed."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir) / "cache" / "priorshift"
+
+    def get(self, run_id: str, digest: str) -> Optional[dict[str, np.ndarray]]:
+        try:
+            with np.load(self.dir / f"{run_id}.npz") as z:
+                if str(z["__digest__"]) != digest:
+                    return None
+                return {k: z[k] for k in z.files if k != "__digest__"}
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def put(self, run_id: str, digest: str, numbers: dict[str, np.ndarray]) -> None:
+        _write_npz(self.dir / f"{run_id}.npz", {"__digest__": np.asarray(digest), **numbers})
 
 
 def _seed(seed: int, *parts: str) -> int:

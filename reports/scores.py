@@ -74,6 +74,11 @@ class Scores:
             self._z = np.load(self.path)
         return self._z
 
+    def identity(self) -> tuple:
+        """What identifies the stored scores (path, size, modification time) for caches."""
+        st = self.path.stat()
+        return (str(self.path.name), st.st_size, st.st_mtime_ns)
+
     def has(self, key: str) -> bool:
         return key in self._npz().files
 
@@ -89,8 +94,8 @@ class Scores:
         key = f"{split}_adjusted_logits" if self.has(f"{split}_adjusted_logits") else f"{split}_logits"
         cache = f"scores:{split}"
         if cache not in self._cache:
-            s = np.asarray(self.array(key), dtype=np.float64)
-            self._cache[cache] = s if self.multi_label else softmax(s)
+            s = self.array(key)  # multi-label: the stored float32 logits order exactly as evaluated
+            self._cache[cache] = s if self.multi_label else softmax(np.asarray(s, dtype=np.float64))
         return self._cache[cache]
 
     def view(self, split: str, name: str) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
@@ -127,9 +132,11 @@ class Ranking:
         self.y = np.asarray(y, dtype=bool)
         s = np.asarray(s)
         self.n, self.C = self.y.shape
-        st = s.T + 0.0  # + 0.0: -0.0 ties with 0.0
-        self.order = np.argsort(-st, axis=1, kind="stable")  # (C, n)
-        self.ss = np.take_along_axis(st, self.order, axis=1)
+        neg = -(s.T + 0.0)  # descending; + 0.0: -0.0 ties with 0.0
+        # the order inside a tie group does not matter (ties are grouped below): the fast unstable sort will do,
+        # and the sorted values need no gather
+        self.order = np.argsort(neg, axis=1)  # (C, n)
+        self.ss = np.sort(neg, axis=1)
         self.ys = np.take_along_axis(np.ascontiguousarray(self.y.T), self.order, axis=1)
 
     def ap_auc(self, X: np.ndarray, rows: Optional[np.ndarray] = None,
@@ -156,7 +163,7 @@ class Ranking:
             member[rows] = True
             local = np.full(self.n, -1, dtype=np.int64)
             local[rows] = np.arange(m)
-            if np.unique(rows).size != m:
+            if int(member.sum()) != m:
                 raise ValueError("rows must not repeat an example (give it a larger weight instead)")
             sub = (member, local)
         step = max(1, _BLOCK_NNZ // max(m, 1))
@@ -190,41 +197,48 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
     c, n = order.shape
     start = np.ones((c, n), dtype=bool)  # first position of a tie group
     np.not_equal(ss[:, 1:], ss[:, :-1], out=start[:, 1:])
-    end = np.ones((c, n), dtype=bool)  # last position of a tie group
-    end[:, :-1] = start[:, 1:]
-    cpos = np.cumsum(ys, axis=1, dtype=np.int32)
-    # positives in the tie group of each group end / start: cumulative count at its end minus before its start
-    t = np.arange(n)
-    gstart = np.maximum.accumulate(np.where(start, t, 0), axis=1)
-    before = np.where(gstart > 0, np.take_along_axis(cpos, np.maximum(gstart - 1, 0), axis=1), 0)
-    has_pos_end = end & (cpos - before > 0)
-    # a positive tie group becomes one segment: cut at its last position and just before its first
-    gend = np.minimum.accumulate(np.where(end, t, n)[:, ::-1], axis=1)[:, ::-1]
-    after = np.take_along_axis(cpos, gend, axis=1)
-    has_pos_start = start & (after - before > 0)
-    cut = has_pos_end
-    # ...and just before its first position when it holds more than one example (a singleton needs no cut:
-    # nothing ties with it, and `tie` below zeroes the negatives its segment would otherwise count as ties)
-    multi = has_pos_start & ~end
-    cut[:, :-1] |= multi[:, 1:]
+    no_ties = bool(start.all())
+    cut = ys  # usually every positive is its own segment's end
+    if not no_ties:  # ties are rare with float scores: fix up only the tie groups
+        cut = ys.copy()
+        flat_cut, flat_ys = cut.ravel(), ys.ravel()
+        cont = np.flatnonzero(~start.ravel())  # positions tied with the one before (never a row's first)
+        new_run = np.r_[True, np.diff(cont) > 1]
+        g_lo = cont[new_run] - 1  # first and last position of each tie group
+        g_hi = cont[np.r_[new_run[1:], True]]
+        cys = np.cumsum(flat_ys, dtype=np.int64)
+        pos_in = cys[g_hi] - np.where(g_lo > 0, cys[np.maximum(g_lo - 1, 0)], 0)
+        g_lo, g_hi = g_lo[pos_in > 0], g_hi[pos_in > 0]  # tie groups holding a positive become one segment:
+        size = g_hi - g_lo + 1
+        idx = np.repeat(g_lo - np.cumsum(size) + size, size) + np.arange(size.sum())  # every position of them
+        flat_cut[idx] = False
+        flat_cut[g_hi] = True  # cut at its last position
+        first_in_row = g_lo % n == 0
+        flat_cut[(g_lo - 1)[~first_in_row]] = True  # and just before its first
+        multi_lo = g_lo
     n_cuts = cut.sum(axis=1)
-    seg = np.cumsum(cut, axis=1) - cut  # cuts strictly before each position = its segment
+    seg = np.cumsum(cut, axis=1, dtype=np.int32)
+    seg -= cut  # cuts strictly before each position = its segment
     offsets = np.concatenate([[0], np.cumsum(n_cuts)])
     n_seg = int(offsets[-1])
     if n_seg == 0:
         return
     keep = seg < n_cuts[:, None]  # examples below a class's lowest positive matter only through the totals
-    rows = (seg + offsets[:-1, None])[keep]  # class-major and non-decreasing: CSR without a sort
+    seg += offsets[:-1, None].astype(np.int32)  # global segment ids, class-major
+    rows = seg[keep]  # non-decreasing: CSR without a sort
     indptr = np.zeros(n_seg + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_seg), out=indptr[1:])
     S = sp.csr_matrix((np.ones(rows.size, dtype=X.dtype), order[keep], indptr), shape=(n_seg, n))
-    prow = (seg + offsets[:-1, None])[ys]
-    pptr = np.zeros(n_seg + 1, dtype=np.int64)
-    np.cumsum(np.bincount(prow, minlength=n_seg), out=pptr[1:])
-    Sp = sp.csr_matrix((np.ones(prow.size, dtype=X.dtype), order[ys], pptr), shape=(n_seg, n))
-    # the segments that are exactly a positive tie group of several examples (cut just before and at its end)
     tie = np.zeros(n_seg, dtype=bool)
-    tie[(seg + offsets[:-1, None])[multi]] = True
+    if no_ties:  # one positive per segment, in segment order: its weight is a plain gather
+        pos_ex = order[ys]
+    else:
+        # the segments that are exactly a positive tie group of several examples (cut just before and at its end)
+        tie[seg.ravel()[multi_lo]] = True
+        prow = seg[ys]
+        pptr = np.zeros(n_seg + 1, dtype=np.int64)
+        np.cumsum(np.bincount(prow, minlength=n_seg), out=pptr[1:])
+        Sp = sp.csr_matrix((np.ones(prow.size, dtype=X.dtype), order[ys], pptr), shape=(n_seg, n))
     has = n_cuts > 0
     cols = np.flatnonzero(has)
     first, last = offsets[:-1][has], offsets[1:][has] - 1
@@ -237,8 +251,11 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
     for k0 in range(0, X.shape[1], _K_CHUNK):  # column chunks: X's rows stay in cache during the sparse product
         Xk = X[:, k0:k0 + _K_CHUNK]
         # (k, segments), contiguous along segments so the scans below run on contiguous rows
-        za = np.ascontiguousarray((S @ Xk).T, dtype=np.float64)  # weight of every example per segment
-        zp = np.ascontiguousarray((Sp @ Xk).T, dtype=np.float64)  # positives' weight per segment
+        za = np.array((S @ Xk).T, dtype=np.float64, order="C")  # weight of every example per segment
+        if no_ties:
+            zp = np.array(Xk.T, dtype=np.float64, order="C")[:, pos_ex]  # positives' weight per segment
+        else:
+            zp = np.array((Sp @ Xk).T, dtype=np.float64, order="C")
         ca = np.cumsum(za, axis=1)  # running over all classes; each class's start is subtracted below
         cp = np.cumsum(zp, axis=1)
         ca0 = np.where(at0, 0.0, ca[:, prev])  # (k, classes): totals before each class's first segment
@@ -249,10 +266,13 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
         N = total[k0:k0 + _K_CHUNK, None] - P
         with np.errstate(invalid="ignore", divide="ignore"):
             # AP = Σ_pos w · TP(>= s) / ALL(>= s) / P, per segment of positives
-            ap_num = np.add.reduceat(zp * (cp / np.where(ca > 0, ca, 1.0)), first, axis=1)
+            prec = np.divide(cp, ca, out=np.zeros_like(cp), where=ca > 0)
+            prec *= zp
+            ap_num = np.add.reduceat(prec, first, axis=1)
             # AUC · P · N = Σ_pos w · (NEG(< s) + NEG(= s) / 2) = N·P - Σ zp · NEG(>= s) + ½ Σ_ties zp · NEG(= s)
             ca -= cp  # now NEG(>= s)
-            auc_num = N * P - np.add.reduceat(zp * ca, first, axis=1)
+            ca *= zp
+            auc_num = N * P - np.add.reduceat(ca, first, axis=1)
             if tie_idx.size:
                 t_sum = np.add.reduceat(zp[:, tie_idx] * (za[:, tie_idx] - zp[:, tie_idx]), tie_first, axis=1)
                 auc_num[:, tie_class[tie_first]] += 0.5 * t_sum

@@ -60,7 +60,7 @@ def section_markdown(sec: Section, sh: SectionShift) -> list[str]:
     out = [f"### Prior shift (`{main}`)", ""]
     for note in sh.notes:
         out += [f"*{note}*", ""]
-    if sh.dists:
+    if any(d.source == "report" or d.info for d in sh.dists):  # else the views table above says it all
         rows = []
         for d in sh.dists:
             rows.append([f"**{d.name}**", "run" if d.source == "run" else "report", str(d.n_examples),
@@ -100,22 +100,35 @@ def _delta_table(sec: Section, sh: SectionShift, dists: list[str], metric: str) 
             _table(["method"] + dists, rows)]
 
 
-def _crossing(ivs: list[Optional[Interval]], gammas: list[float], sig: bool) -> str:
-    """The smallest γ from which the change stays above 0 (its mean, or its interval's lower end with `sig`)."""
-    ok = []
-    for iv in ivs:
-        if iv is None:
-            ok.append(False)
-        elif sig:
-            ok.append(iv.ci_low is not None and iv.ci_low > 0)
+def _crossings(ivs: list[Optional[Interval]], gammas: list[float]) -> str:
+    """Where the mean change changes sign (linear interpolation between grid points), e.g. '0.47 (−→+)'."""
+    pts = [(g, iv.mean) for g, iv in zip(gammas, ivs) if iv is not None]
+    out = []
+    for (g0, m0), (g1, m1) in zip(pts, pts[1:]):
+        if (m0 < 0 < m1) or (m0 > 0 > m1):
+            g = g0 + (g1 - g0) * m0 / (m0 - m1)
+            out.append(f"{g:.2f} ({'−→+' if m1 > 0 else '+→−'})")
+    if out:
+        return ", ".join(out)
+    signs = {(m > 0) - (m < 0) for _, m in pts}
+    return "none" + (f" (always {'+' if 1 in signs else '−'})" if len(signs - {0}) == 1 else "")
+
+
+def _ranges(ivs: list[Optional[Interval]], gammas: list[float], above: bool) -> str:
+    """The γ ranges where the interval lies entirely above (or below) 0, e.g. '0.75–2'."""
+    flags = [iv is not None and iv.half_width is not None and ((iv.ci_low > 0) if above else (iv.ci_high < 0))
+             for iv in ivs]
+    runs, k = [], 0
+    while k < len(flags):
+        if flags[k]:
+            j = k
+            while j + 1 < len(flags) and flags[j + 1]:
+                j += 1
+            runs.append(f"{gammas[k]:g}" if j == k else f"{gammas[k]:g}–{gammas[j]:g}")
+            k = j + 1
         else:
-            ok.append(iv.mean > 0)
-    if not ok or not ok[-1]:
-        return "never" if not any(ok) else "not at γ=2"
-    k = len(ok) - 1
-    while k > 0 and ok[k - 1]:
-        k -= 1
-    return "everywhere" if k == 0 else f"{gammas[k]:g}"
+            k += 1
+    return ", ".join(runs) if runs else "—"
 
 
 def _curve_md(sh: SectionShift) -> list[str]:
@@ -126,7 +139,7 @@ def _curve_md(sh: SectionShift) -> list[str]:
     rows = []
     for label, ivs in sorted(c.delta.items()):
         rows.append([f"`{label}`"] + [_cell(ivs[idx[g]]) for g in marks]
-                    + [_crossing(ivs, c.gammas, False), _crossing(ivs, c.gammas, True)])
+                    + [_crossings(ivs, c.gammas), _ranges(ivs, c.gammas, True), _ranges(ivs, c.gammas, False)])
     names = {0.0: "γ=0 (training)", 1.0: "γ=1 (uniform)", 2.0: "γ=2 (reversed)"}
     eff = ", ".join(f"γ={g:g}: {fmt_num(c.effective_n[idx[g]], 0)}" for g in marks)
     return [
@@ -135,10 +148,11 @@ def _curve_md(sh: SectionShift) -> list[str]:
         f"The whole pool reweighted to the prior p_γ ∝ p^(1−γ) for γ ≤ 1 (p: the training prior) and "
         f"p_rev^(γ−1) beyond (p_rev: class ranks mirrored), so γ=0 is the training prior, 1 uniform and 2 the "
         f"reversed prior; multi-label by raking to per-class prevalences. Band and ± : 95% t-interval over seeds "
-        f"(evaluation noise not included; the tables' intervals include it). Effective n: {eff}. \"Δ > 0 from "
-        f"γ\": the smallest γ from which the mean change stays above 0 (\"significant from\": its interval).", "",
-        _table(["method"] + [names.get(g, f"γ={g:g}") for g in marks] + ["Δ > 0 from γ", "significant from γ"],
-               rows),
+        f"(evaluation noise not included; the tables' intervals include it). Effective n: {eff}. \"Sign change "
+        f"at γ\": where the mean change crosses 0, i.e. where balancing starts to help (−→+) or to hurt (+→−); "
+        f"the last two columns give the γ ranges where the interval lies above or below 0.", "",
+        _table(["method"] + [names.get(g, f"γ={g:g}") for g in marks]
+               + ["sign change at γ", "helps (CI > 0) at γ", "hurts (CI < 0) at γ"], rows),
     ]
 
 
@@ -157,6 +171,8 @@ def _sweep_md(sec: Section, sh: SectionShift, sw: Sweep) -> list[str]:
         rows.append([f"**{d}**", f"{ch['value']:g}", fmt_num(ch["val_metric"]), val_txt(ch["value"], ch["test"]),
                      NA if ch["best_value"] is None else f"{ch['best_value']:g}",
                      NA if ch["best_value"] is None else val_txt(ch["best_value"], ch["best_test"])])
+    if not sw.choice:
+        rows = []
     vals = ", ".join(f"{v:g}" for v in sw.values)
     out = [head, "",
            f"Candidates {sw.param} ∈ {{{vals}}} (0 is the baseline `{sec.baseline.label}`). For each "  # type: ignore
@@ -164,7 +180,9 @@ def _sweep_md(sec: Section, sh: SectionShift, sw: Sweep) -> list[str]:
            f"built on the validation split) is chosen; its change on the test pool is reported. \"Best on test\" "
            f"is the value a test-set oracle would pick: the gap is what choosing on validation costs.", "",
            _table(["distribution", f"chosen {sw.param}", f"validation {metric}", "test Δ of the choice",
-                   f"best {sw.param} on test", "test Δ there"], rows)]
+                   f"best {sw.param} on test", "test Δ there"], rows) if rows else
+           f"*No validation `{metric}` in these results: no choice can be made; the figure shows the test "
+           f"changes only.*"]
     key = next((k for k in sh.figures if k.startswith(f"beta:{sw.method}:{sw.param}:")
                 and k.endswith(",".join(f"{a}={b}" for a, b in sorted(sw.fixed.items())))), None)
     if key:

@@ -1,7 +1,6 @@
 """The 27 binary benchmark datasets of imbalanced-learn (Ding 2011; `imblearn.datasets.fetch_datasets`), one task `imblearn-<name>` each."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

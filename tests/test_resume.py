@@ -132,12 +132,12 @@ def test_sigkill_mid_sweep_then_rerun_completes_every_run_exactly_once(tmp_path)
     for p in finished:  # finished before the kill: not run again, except the one we broke
         assert done[p.stem] == (2 if p == broken else 1)
     assert sum(done.values()) == 6 + 1
-    assert not list(out.glob("results/*/*.claim")) and not list(out.glob("results/*/.*"))
-    assert "0 run(s) done, 6 already finished" in run_cli(*args, "--no-report").stdout
+    left = list(out.glob("results/*/*.claim")) + list(out.glob("results/*/.*"))
+    assert not left, left
 
 
 def test_killed_long_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
-    task = f"{FAULTY},ckpt_every=3,step_sleep=0.15"
+    task = f"{FAULTY},ckpt_every=3,step_sleep=0.08"
     args = ("--plugin", PLUGIN, "--task", task, "--method", "none", "--seeds", "1", "--quiet", "--no-report")
     out = tmp_path / "killed"
     proc = start_cli(*args, "--out", str(out))
@@ -160,17 +160,17 @@ def test_killed_long_run_resumes_from_its_checkpoint_with_identical_results(tmp_
 
 def test_two_concurrent_processes_never_run_one_config_twice(tmp_path):
     out = tmp_path / "out"
-    args = ("--plugin", PLUGIN, "--task", f"{FAULTY},step_sleep=0.02", "--method",
-            "oversample:beta=0:1:0.5,test-posthoc", "--seeds", "2", "--out", str(out), "--quiet", "--no-report")
+    args = ("--plugin", PLUGIN, "--task", f"{FAULTY},step_sleep=0.04", "--method",
+            "oversample:beta=0:1:0.5,test-posthoc", "--seeds", "1", "--out", str(out), "--quiet", "--no-report")
     procs = [start_cli(*args) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     files = results(out)
-    assert len(files) == 2 * 5 and all(read_result(p)["status"] == "ok" for p in files)
+    assert len(files) == 5 and all(read_result(p)["status"] == "ok" for p in files)
     starts = {p.stem: p.read_text().count(" start ") for p in (out / "logs").glob("*.log")}
-    assert len(starts) == 10 and set(starts.values()) == {1}  # each configuration started by one process, once
+    assert len(starts) == 5 and set(starts.values()) == {1}  # each configuration started by one process, once
     done = [int(o.split(" run(s) done")[0].split()[-1]) for o, _ in outs]
-    assert sum(done) == 10
+    assert sum(done) == 5
     assert not list(out.glob("results/*/*.claim"))
 
 
