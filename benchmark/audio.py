@@ -135,9 +135,12 @@ class Fbank:
         self.frames = int(frames)
         self.num_mel_bins = int(num_mel_bins)
         self.mean, self.std = float(mean), float(std)
-        self.mel = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=self.num_mel_bins,
-                                   min_frequency=20, max_frequency=SAMPLE_RATE // 2, sampling_rate=SAMPLE_RATE,
-                                   norm=None, mel_scale="kaldi", triangularize_in_mel_space=True).astype(np.float32)
+        with warnings.catch_warnings():  # AST's 128 Kaldi bins leave the lowest filter empty (as in AST itself)
+            warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+            self.mel = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=self.num_mel_bins,
+                                       min_frequency=20, max_frequency=SAMPLE_RATE // 2, sampling_rate=SAMPLE_RATE,
+                                       norm=None, mel_scale="kaldi", triangularize_in_mel_space=True
+                                       ).astype(np.float32)
         self.window = window_function(FRAME_LENGTH, "hann", periodic=False).astype(np.float32)
 
     @property
@@ -333,11 +336,12 @@ class ConcatClips(Clips):
 
 
 class CachedClips(Clips):
-    """On-disk cache of decoded 16 kHz waveforms (16-bit) in front of another source, filled on first access.
+    """On-disk cache of decoded 16 kHz waveforms in front of another source, filled on first access.
 
-    One memory-mapped .npy of (N, max_samples) int16 plus lengths and a done flag per clip. Workers fill
-    distinct rows of the shared mapping; a row counts only once its flag is written after its data, so an
-    interrupted run never reads a half-written clip. For small subsets: 330 KB per 10.24 s clip.
+    Memory-mapped .npy files: (N, max_samples) int16 scaled to each clip's peak (so quiet clips keep 16 bits),
+    the scales, lengths and a done flag per clip. Workers fill distinct rows of the shared mapping; a row counts
+    only once its flag is written after its data, so an interrupted run never reads a half-written clip.
+    For small subsets: 330 KB per 10.24 s clip.
     """
 
     def __init__(self, inner: Clips, directory: str | Path, key: str) -> None:
@@ -345,7 +349,7 @@ class CachedClips(Clips):
         self.max_samples = inner.max_samples
         self.dir = Path(directory)
         self.key = key
-        self._maps: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._maps: Optional[tuple[np.ndarray, ...]] = None
         self._create()
 
     def __getstate__(self) -> dict:
@@ -356,16 +360,16 @@ class CachedClips(Clips):
     def __len__(self) -> int:
         return len(self.inner)
 
-    def _paths(self) -> tuple[Path, Path, Path]:
-        return (self.dir / f"{self.key}.waves.npy", self.dir / f"{self.key}.lengths.npy",
-                self.dir / f"{self.key}.done.npy")
+    def _files(self) -> list[tuple[Path, tuple[int, ...], type]]:
+        n = len(self.inner)
+        return [(self.dir / f"{self.key}.{name}.npy", shape, dtype) for name, shape, dtype in
+                (("waves", (n, self.max_samples), np.int16), ("scales", (n,), np.float32),
+                 ("lengths", (n,), np.int64), ("done", (n,), np.uint8))]
 
     def _create(self) -> None:
-        """Create the three files if missing; `os.link` publishes each atomically (concurrent processes agree)."""
+        """Create the files if missing; `os.link` publishes each atomically (concurrent processes agree)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        n = len(self.inner)
-        specs = [((n, self.max_samples), np.int16), ((n,), np.int64), ((n,), np.uint8)]
-        for path, (shape, dtype) in zip(self._paths(), specs):
+        for path, shape, dtype in self._files():
             if path.exists():
                 continue
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -377,18 +381,20 @@ class CachedClips(Clips):
             finally:
                 tmp.unlink(missing_ok=True)
 
-    def _open(self):
+    def _open(self) -> tuple[np.ndarray, ...]:
         if self._maps is None:
-            self._maps = tuple(np.load(p, mmap_mode="r+") for p in self._paths())
+            self._maps = tuple(np.load(path, mmap_mode="r+") for path, _, _ in self._files())
         return self._maps
 
     def wave(self, i: int) -> np.ndarray:
-        waves, lengths, done = self._open()
+        waves, scales, lengths, done = self._open()
         if done[i]:
-            return waves[i, : lengths[i]].astype(np.float32) / 32768.0
+            return waves[i, : lengths[i]].astype(np.float32) * scales[i]
         w = self.inner.wave(i)
-        waves[i, : w.size] = np.clip(np.round(w * 32768.0), -32768, 32767).astype(np.int16)
-        lengths[i] = w.size
+        scale = float(np.abs(w).max()) / 32767.0 if w.size else 0.0
+        if scale > 0:
+            waves[i, : w.size] = np.round(w / scale).astype(np.int16)
+        scales[i], lengths[i] = scale, w.size
         done[i] = 1  # written last: the row is complete
         return w
 
@@ -759,6 +765,22 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def check_data_source(data: str, config: str) -> str:
+    """'local' or 'hub' for `data`, checked without reading anything: a local directory must hold the config's
+    parquet splits; anything else must look like a hub id (owner/name). UserError otherwise."""
+    path = Path(data).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"--data {data}: give the directory holding the parquet files (bal_train/, eval/ ...), "
+                            f"not a single file")
+        local_parquet_files(path, config)
+        return "local"
+    if _HUB_ID.fullmatch(data) and not data.startswith((".", "~")):
+        return "hub"
+    raise UserError(f"--data {data}: no such file or directory; give a local directory of AudioSet parquet "
+                    f"files or a hub dataset id such as {AUDIOSET_HUB_ID}")
+
+
 def load_audio_splits(data: str, config: str) -> tuple[dict[str, Any], str]:
     """({'train': Dataset, 'eval': Dataset}, identity) from a hub id or a local directory, audio not decoded.
 
@@ -768,10 +790,7 @@ def load_audio_splits(data: str, config: str) -> tuple[dict[str, Any], str]:
     import datasets
 
     path = Path(data).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"--data {data}: give the directory holding the parquet files (bal_train/, eval/ ...), "
-                            f"not a single file")
+    if check_data_source(data, config) == "local":
         files = local_parquet_files(path, config)
         try:
             dd = datasets.load_dataset("parquet", data_files=files)
@@ -781,7 +800,7 @@ def load_audio_splits(data: str, config: str) -> tuple[dict[str, Any], str]:
         stamp = [(f, os.path.getsize(f), int(os.path.getmtime(f))) for fs in files.values() for f in fs]
         identity = f"local:{path.resolve()}:{config}:{cache_key(stamp)}"
         splits = {"train": dd["train"], "eval": dd["eval"]}
-    elif _HUB_ID.fullmatch(data) and not data.startswith((".", "~")):
+    else:
         try:
             dd = datasets.load_dataset(data, config)
         except Exception as exc:
@@ -797,9 +816,6 @@ def load_audio_splits(data: str, config: str) -> tuple[dict[str, Any], str]:
             raise UserError(f"--data {data}: expected 'train' and 'test' splits, found {', '.join(names)}")
         splits = {"train": dd["train"], "eval": dd[ev]}
         identity = f"hub:{data}:{config}:{dd['train']._fingerprint}:{dd[ev]._fingerprint}"
-    else:
-        raise UserError(f"--data {data}: no such file or directory; give a local directory of AudioSet parquet "
-                        f"files or a hub dataset id such as {AUDIOSET_HUB_ID}")
     for name, ds in splits.items():
         missing = [c for c in ("audio", "labels") if c not in ds.column_names]
         if missing:

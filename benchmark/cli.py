@@ -336,7 +336,8 @@ def run(args: argparse.Namespace) -> int:
 
 def report_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="run_benchmark.py report",
-                                description="Re-render report.md (and summary.json) from the JSON results on disk.")
+                                description="Re-render report.md, summary.json and the figures from the results on disk (result JSON "
+                                            "and stored scores; no GPU, no training).")
     p.add_argument("run_dir", help="a results directory written by run_benchmark.py (its --out)")
     p.add_argument("--publish", metavar="DIR", help="also write a self-contained folder: README.md (the report), "
                    "its PNG figures, results.csv (run × distribution × metric) and summary.json")

@@ -35,24 +35,30 @@ class BudgetBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, 0x5A3B])
         self.draw_counts[:] = 0
         drawn, epoch, b = 0, 0, self.batch_size
-        carry = np.zeros(0, dtype=np.int64)
+        carry: list[int] = []  # the start of a batch that runs into the next epoch
         while drawn < self.budget:
-            idx = np.asarray(self.method.epoch_indices(self.train, epoch, drawn / self.budget, rng), dtype=np.int64)
+            idx = self.method.epoch_head(self.train, epoch, drawn / self.budget, rng, self.budget - drawn)
+            idx = np.asarray(idx, dtype=np.int64)[: self.budget - drawn]
             if idx.size == 0:
                 raise RuntimeError(f"method '{self.method.name}' produced an empty epoch")
             if idx.min() < 0 or idx.max() >= self.train.n_examples:
                 raise RuntimeError(f"method '{self.method.name}' produced indices outside the training set")
-            idx = idx[: self.budget - drawn]
             self.draw_counts += np.bincount(idx, minlength=self.train.n_examples)
             drawn += idx.size
             epoch += 1
-            stream = np.concatenate([carry, idx]) if carry.size else idx
-            full = (stream.size // b) * b
-            for start in range(0, full, b):
-                yield stream[start:start + b].tolist()
-            carry = stream[full:]
-        if carry.size:
-            yield carry.tolist()
+            start = 0
+            if carry:
+                start = min(b - len(carry), idx.size)
+                carry += idx[:start].tolist()
+                if len(carry) < b:
+                    continue
+                yield carry
+            full = start + (idx.size - start) // b * b
+            for s in range(start, full, b):
+                yield idx[s:s + b].tolist()
+            carry = idx[full:].tolist()
+        if carry:
+            yield carry
 
     @property
     def epochs(self) -> float:
@@ -62,8 +68,9 @@ class BudgetBatchSampler(Sampler[list[int]]):
     def class_counts_seen(self) -> np.ndarray:
         """(C,) number of drawn samples carrying each class."""
         if self.train.multi_label:
-            rows, cols = np.nonzero(self.train.label_matrix)  # sparse: AudioSet's label matrix is ~0.5 % ones
-            return np.bincount(cols, weights=self.draw_counts[rows], minlength=self.train.num_classes).astype(np.int64)
+            csr = self.train.label_csr  # sparse: AudioSet's label matrix is ~0.5 % ones
+            return np.bincount(csr.indices, weights=self.draw_counts[csr.rows],
+                               minlength=self.train.num_classes).astype(np.int64)
         return np.bincount(self.train.labels, weights=self.draw_counts,
                            minlength=self.train.num_classes).astype(np.int64)
 

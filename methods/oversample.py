@@ -34,6 +34,5 @@ class Oversample(Method):
 
     def repeat_factors(self, train: TrainInfo) -> np.ndarray:
         factors = class_repeat_factors(train.class_counts, self.beta)
-        # absent classes carry factor 0 and must not pull an example's max/mean: mask them out of its labels
-        labels = train.label_matrix & train.present
-        return class_factors_to_examples(labels, factors, self.aggregate, default=1.0)
+        # absent classes carry factor 0, but no training example carries them, so they never enter a max/mean
+        return class_factors_to_examples(train.label_csr, factors, self.aggregate, default=1.0)

@@ -224,11 +224,16 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
                          gammas, priors)
     pool_views: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
     val_views: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
-    for d in dist_names:
+    for d in list(dist_names):
         stored = ref.view("pool", d)
         if stored is not None:
             pool_views[d] = stored
             out.dists.append(_json_dist(sec, d))
+        elif d in sec.views:  # results from an engine that did not store this view: seeds-only intervals
+            out.dists.append(_json_dist(sec, d))
+            out.notes.append(f"View '{d}' is not stored with the scores: its intervals are over seeds only.")
+            dist_names.remove(d)
+            continue
         else:
             b = built[f"pool:{d}"]
             pool_views[d] = (b["idx"], b["w"])
@@ -334,7 +339,7 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
             vals = [v for v in vals if v is not None and math.isfinite(v)]
             out.baseline[(d, metric)] = summarize(vals)
 
-    out.rows = csv_rows(sec, out.metrics, point, dist_names, gammas, curve, main)
+    out.rows = csv_rows(sec, out.metrics, point, list(sec.views) + extra, gammas, curve, main)
     out.curve = _curve(sec, curve, gammas, main, g_eff)
     out.sweeps = sweep_analysis(sec, out, valpt, options, extra)
     return out

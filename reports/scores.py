@@ -246,8 +246,6 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
     tie_idx = np.flatnonzero(tie)
     tie_class = seg_class[tie_idx]
     tie_first = np.flatnonzero(np.r_[True, tie_class[1:] != tie_class[:-1]]) if tie_idx.size else tie_idx
-    prev = np.maximum(first - 1, 0)
-    at0 = first == 0
     for k0 in range(0, X.shape[1], _K_CHUNK):  # column chunks: X's rows stay in cache during the sparse product
         Xk = X[:, k0:k0 + _K_CHUNK]
         # (k, segments), contiguous along segments so the scans below run on contiguous rows
@@ -256,25 +254,29 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
             zp = np.array(Xk.T, dtype=np.float64, order="C")[:, pos_ex]  # positives' weight per segment
         else:
             zp = np.array((Sp @ Xk).T, dtype=np.float64, order="C")
-        ca = np.cumsum(za, axis=1)  # running over all classes; each class's start is subtracted below
-        cp = np.cumsum(zp, axis=1)
-        ca0 = np.where(at0, 0.0, ca[:, prev])  # (k, classes): totals before each class's first segment
-        cp0 = np.where(at0, 0.0, cp[:, prev])
-        ca -= ca0[:, seg_class]
-        cp -= cp0[:, seg_class]
-        P = cp[:, last]  # positive weight of each class
+        t_sum = None
+        if tie_idx.size:  # ½ Σ_ties zp · NEG(= s): the tied negatives of each positive tie group
+            t_sum = np.add.reduceat(zp[:, tie_idx] * (za[:, tie_idx] - zp[:, tie_idx]), tie_first, axis=1)
+        P = np.add.reduceat(zp, first, axis=1)  # positive weight of each class
         N = total[k0:k0 + _K_CHUNK, None] - P
+        # cumulative sums restarting at each class: subtract the previous class's total at its first segment
+        # (float64: the running sum then returns to ~0 with a rounding residual of ~1e-16 of a class's total)
+        ca, cp = za, zp.copy()  # become ALL(>= s) and TP(>= s) at each segment's end
+        for z, tot in ((ca, np.add.reduceat(za, first, axis=1)), (cp, P)):
+            z[:, first[1:]] -= tot[:, :-1]
+            np.cumsum(z, axis=1, out=z)
         with np.errstate(invalid="ignore", divide="ignore"):
-            # AP = Σ_pos w · TP(>= s) / ALL(>= s) / P, per segment of positives
-            prec = np.divide(cp, ca, out=np.zeros_like(cp), where=ca > 0)
+            # AP = Σ_pos w · TP(>= s) / ALL(>= s) / P (cp <= ca, so ca = 0 means 0 / tiny = 0)
+            prec = np.maximum(ca, 1e-300)
+            np.divide(cp, prec, out=prec)
+            np.clip(prec, 0.0, 1.0, out=prec)  # rounding residuals of the restarts, where ca is ~0
             prec *= zp
             ap_num = np.add.reduceat(prec, first, axis=1)
             # AUC · P · N = Σ_pos w · (NEG(< s) + NEG(= s) / 2) = N·P - Σ zp · NEG(>= s) + ½ Σ_ties zp · NEG(= s)
             ca -= cp  # now NEG(>= s)
             ca *= zp
             auc_num = N * P - np.add.reduceat(ca, first, axis=1)
-            if tie_idx.size:
-                t_sum = np.add.reduceat(zp[:, tie_idx] * (za[:, tie_idx] - zp[:, tie_idx]), tie_first, axis=1)
+            if t_sum is not None:
                 auc_num[:, tie_class[tie_first]] += 0.5 * t_sum
             ap_out[k0:k0 + _K_CHUNK, cols] = np.where(P > 0, ap_num / np.where(P > 0, P, 1.0), np.nan)
             ok = (P > 0) & (N > 0)

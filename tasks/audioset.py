@@ -82,8 +82,8 @@ class AudioSet(Task):
         "max_eval": Param(int, 0, "use a seeded subset of this many eval clips (0 = all)", min=0),
         "num_workers": Param(int, -1, "DataLoader workers decoding and computing fbanks; -1 = min(16, CPUs - 1)",
                              min=-1, max=256),
-        "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit, 330 KB per 10 s clip; for small "
-                           "subsets); empty = off"),
+        "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit, 330 KB per 10 s clip; for "
+                           "small subsets); empty = off"),
         "checkpoint_every": Param(int, 5000, "steps between accelerator.save_state for resuming (0 = off)", min=0),
         "data_seed": Param(int, 0, "seed of the held-out slices and subsets", min=0),
     }
@@ -100,6 +100,9 @@ class AudioSet(Task):
         if self.num_workers < 0:
             self.num_workers = max(0, min(16, (os.cpu_count() or 1) - 1))
         self.weight_decay = 5e-7
+        from benchmark.audio import check_data_source
+
+        check_data_source(self.data, self.config)  # a bad --data fails before anything runs or is written
         self.init_kind = self.init
         if self.init == "auto":
             self.init_kind = "imagenet" if size["deit"] else "scratch"
@@ -115,6 +118,7 @@ class AudioSet(Task):
         self._n_train: Optional[int] = None
         self._model_config = None
         self._init_state: Optional[dict[str, torch.Tensor]] = None
+        self._init_note = ""
 
     # ---- metadata -------------------------------------------------------------------------------------------
     def _data(self) -> tuple[dict, str]:
@@ -175,41 +179,43 @@ class AudioSet(Task):
         return int(round(self.timem * self.n_frames / 1024))
 
     # ---- data ---------------------------------------------------------------------------------------------------
+    def _readable(self, part: str, ds, fbank, rng, skipped: Counter):
+        """Rows of a split with known MIDs and a readable audio header (optionally a seeded subset), their labels
+        and video ids; the others are counted in `skipped`. Mostly unreadable audio is a format error."""
+        from benchmark.audio import EncodedClips, label_matrix
+
+        y, unknown = label_matrix(ds, self._vocabulary()[0])
+        skipped[f"{part}: unknown label MID"] += int(unknown.sum())
+        rows = np.flatnonzero(~unknown)
+        if rows.size == 0:
+            raise UserError(f"--data {self.data}: the {part} split has no clip with a label in the vocabulary "
+                            f"({self.vocab}); use --task audioset:vocab=data")
+        cap = self.max_train if part == "train" else self.max_eval
+        if cap and rows.size > cap:
+            rows = np.sort(rng.choice(rows, size=cap, replace=False))
+        ids = (np.asarray(ds.data.table.column("video_id").to_pylist(), dtype=object)[rows]
+               if "video_id" in ds.column_names else None)
+        reasons, first = EncodedClips(ds.data, rows, fbank.max_samples, names=ids).check()
+        bad = reasons != ""
+        if bad.mean() > 0.5:  # not a few broken clips: the audio format itself is wrong
+            raise UserError(f"--data {self.data}: {int(bad.sum())} of {rows.size} clips of the {part} split cannot "
+                            f"be read ({first}); the audio must be encoded files whose header gives the sample rate "
+                            f"(FLAC, WAV, OGG): re-encode them, e.g. soundfile.write(f, x, sr, format='FLAC')")
+        for reason, n in Counter(reasons[bad]).items():
+            skipped[f"{part}: {reason}"] += int(n)
+        return rows[~bad], y[rows[~bad]], None if ids is None else ids[~bad]
+
     def load(self) -> TaskData:
-        from benchmark.audio import (AudioClipDataset, CachedClips, ConcatClips, EncodedClips, Fbank, cache_key,
-                                     label_matrix)
+        from benchmark.audio import AudioClipDataset, CachedClips, ConcatClips, EncodedClips, Fbank, cache_key
 
         splits, identity = self._data()
-        mids, _ = self._vocabulary()
         fbank = Fbank(self.n_frames)
         rng = np.random.default_rng(self.data_seed)
         skipped: Counter = Counter()
-        kept = {}
-        for part, ds in splits.items():
-            y, unknown = label_matrix(ds, mids)
-            skipped[f"{part}: unknown label MID"] += int(unknown.sum())
-            rows = np.flatnonzero(~unknown)
-            cap = self.max_train if part == "train" else self.max_eval
-            if cap and rows.size > cap:
-                rows = np.sort(rng.choice(rows, size=cap, replace=False))
-            ids = (np.asarray(ds.data.table.column("video_id").to_pylist(), dtype=object)[rows]
-                   if "video_id" in ds.column_names else None)
-            clips = EncodedClips(ds.data, rows, fbank.max_samples, names=ids)
-            reasons, first = clips.check()
-            bad = reasons != ""
-            if rows.size == 0:
-                raise UserError(f"--data {self.data}: the {part} split has no clip with a label in the vocabulary "
-                                f"({self.vocab}); use --task audioset:vocab=data")
-            if bad.mean() > 0.5:  # not a few broken clips: the audio format itself is wrong
-                raise UserError(f"--data {self.data}: {int(bad.sum())} of {rows.size} clips of the {part} split "
-                                f"cannot be read ({first}); the audio must be encoded files whose header gives the "
-                                f"sample rate (FLAC, WAV, OGG): re-encode them, e.g. soundfile.write(f, x, sr, "
-                                f"format='FLAC')")
-            for reason, n in Counter(reasons[bad]).items():
-                skipped[f"{part}: {reason}"] += int(n)
-            kept[part] = (ds, rows[~bad], y[rows[~bad]], None if ids is None else ids[~bad])
+        rows_tr, y_tr, ids_tr = self._readable("train", splits["train"], fbank, rng, skipped)
+        rows_ev, y_ev, ids_ev = self._readable("eval", splits["eval"], fbank, rng, skipped)
 
-        ds_tr, rows_tr, y_tr, ids_tr = kept["train"]
+        # seeded held-out slices of the training split: the natural view and validation
         n = rows_tr.size
         n_nat = min(int(round(self.natural_fraction * n)), self.natural_max or n) if self.natural_fraction else 0
         n_val = max(1, min(int(round(self.val_fraction * n)), self.val_max or n))
@@ -217,27 +223,22 @@ class AudioSet(Task):
             raise UserError(f"--data {self.data}: {n} usable training clips cannot give natural ({n_nat}) and "
                             f"validation ({n_val}) slices and a training set; lower natural_fraction / val_fraction")
         perm = rng.permutation(n)
-        sl = {"natural": np.sort(perm[:n_nat]), "val": np.sort(perm[n_nat:n_nat + n_val]),
-              "train": np.sort(perm[n_nat + n_val:])}
-        ds_ev, rows_ev, y_ev, ids_ev = kept["eval"]
+        cut = {"natural": np.sort(perm[:n_nat]), "val": np.sort(perm[n_nat:n_nat + n_val]),
+               "train": np.sort(perm[n_nat + n_val:])}
 
-        def clips_of(ds, rows, ids, tag):
+        def clips(ds, rows, ids, tag):
             c = EncodedClips(ds.data, rows, fbank.max_samples, names=ids)
             if self.cache_dir:
                 c = CachedClips(c, os.path.expanduser(self.cache_dir), cache_key(identity, tag, rows, c.max_samples))
             return c
 
-        def train_part(key):
-            i = sl[key]
-            return clips_of(ds_tr, rows_tr[i], None if ids_tr is None else ids_tr[i], key), y_tr[i]
-
-        train_clips, y_train = train_part("train")
-        nat_clips, y_nat = train_part("natural")
-        val_clips, y_val = train_part("val")
-        pub_clips = clips_of(ds_ev, rows_ev, ids_ev, "public")
-        y_pool = np.concatenate([y_ev, y_nat])
+        part = {k: (clips(splits["train"], rows_tr[i], None if ids_tr is None else ids_tr[i], k), y_tr[i])
+                for k, i in cut.items()}
+        (train_clips, y_train), (nat_clips, y_nat), (val_clips, y_val) = part["train"], part["natural"], part["val"]
+        pub_clips = clips(splits["eval"], rows_ev, ids_ev, "public")
         self._n_train = int(y_train.shape[0])
 
+        y_pool = np.concatenate([y_ev, y_nat])  # public clips first, then the natural slice
         train = Split(AudioClipDataset(train_clips, y_train, fbank, mixup=self.mixup, alpha=self.mixup_alpha), y_train)
         val = Split(AudioClipDataset(val_clips, y_val, fbank), y_val)
         pool = Split(AudioClipDataset(ConcatClips([pub_clips, nat_clips]), y_pool, fbank), y_pool)
@@ -245,49 +246,47 @@ class AudioSet(Task):
         groups = {"public": np.arange(n_pub), "balanced_candidates": np.arange(n_pub)}
         if n_nat:
             groups["natural"] = np.arange(n_pub, n_pub + n_nat)
-        train_src = "+".join(TRAIN_SPLITS[self.config])
+        src = "+".join(TRAIN_SPLITS[self.config])
+        prior = "the training prior" + (", itself near-balanced by construction" if self.config == "balanced" else "")
         notes = [
-            f"training: {self._n_train} clips of {train_src}; natural view: {n_nat} clips held out of {train_src} "
-            f"(i.i.d., the training prior{', itself near-balanced by construction' if self.config == 'balanced' else ''}"
-            f"); public view: {n_pub} clips of the eval split (near-balanced, >= 59 per class on the full set); "
-            f"validation: {n_val} clips held out of {train_src}",
-            f"classes: {len(mids)} ({'official AudioSet list' if self.vocab == 'official' else self.vocab})",
+            f"training: {self._n_train} clips of {src}; natural view: {n_nat} clips held out of {src} (i.i.d., "
+            f"{prior}); public view: {n_pub} clips of the eval split (near-balanced, >= 59 per class on the full "
+            f"set); validation: {n_val} clips held out of {src}",
+            f"classes: {self.num_classes} ({'official AudioSet list' if self.vocab == 'official' else self.vocab})",
+            self._prepare_init(),
         ]
-        self._prepare_init(notes)
         return TaskData(train, val, pool, groups, {"natural": np.arange(n_val)},
                         skipped={k: v for k, v in sorted(skipped.items()) if v}, notes=notes)
 
     # ---- model --------------------------------------------------------------------------------------------------
-    def _prepare_init(self, notes: list[str]) -> None:
-        """Model config and initial weights, fetched once per process (ImageNet DeiT or a hub checkpoint)."""
+    def _prepare_init(self) -> str:
+        """Model config and initial weights, fetched once per process (ImageNet DeiT or a hub checkpoint);
+        returns a note saying what the model starts from."""
         from benchmark.audio import ast_config, hub_ast, imagenet_ast_state
 
         if self._model_config is not None:
-            return
+            return self._init_note
         if self.init_kind.startswith("hub:"):
             config, state = hub_ast(self.init_kind[4:], self.num_classes)
             if config.max_length != self.n_frames:
                 raise UserError(f"--init {self.init_kind}: the checkpoint reads {config.max_length} frames; set "
                                 f"--task audioset:frames={config.max_length}")
-            self._model_config, self._init_state = config, state
-            kept_head = any(k.startswith("classifier.dense.") for k in state)
-            notes.append(f"init: {self.init_kind} ({'with' if kept_head else 'new'} classifier head)"
-                         + ("; already fine-tuned on AudioSet" if self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET)
-                            else ""))
-            return
-        self._model_config = ast_config(self.model_size, self.num_classes, self.n_frames)
-        if self.init_kind == "imagenet":
-            self._init_state = imagenet_ast_state(self.model_size, self._model_config)
-            notes.append(f"init: ImageNet {AST_SIZES[self.model_size]['deit']} adapted as AST (1-channel patch "
-                         f"embedding, stride-10 patches, position embeddings resampled)")
+            head = "its classifier head" if any(k.startswith("classifier.dense.") for k in state) else "a new head"
+            self._init_note = f"init: {self.init_kind} with {head}" + (
+                "; already fine-tuned on AudioSet" if self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET) else "")
         else:
-            notes.append("init: scratch")
+            config = ast_config(self.model_size, self.num_classes, self.n_frames)
+            state = imagenet_ast_state(self.model_size, config) if self.init_kind == "imagenet" else None
+            self._init_note = ("init: scratch" if state is None else
+                               f"init: ImageNet {AST_SIZES[self.model_size]['deit']} adapted as AST (1-channel patch "
+                               f"embedding, stride-10 patches, position embeddings resampled)")
+        self._model_config, self._init_state = config, state
+        return self._init_note
 
     def build_model(self) -> torch.nn.Module:
         from benchmark.audio import ASTClassifier
 
-        if self._model_config is None:
-            self._prepare_init([])
+        self._prepare_init()
         model = ASTClassifier(self._model_config)
         if self._init_state is not None:
             missing, unexpected = model.ast.load_state_dict(self._init_state, strict=False)

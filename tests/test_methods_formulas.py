@@ -292,7 +292,7 @@ def test_crt_freezes_backbone_and_reinitializes_head():
     w = model2.head.weight.clone()
     keep.prepare_model(model2)
     assert torch.equal(model2.head.weight, w)
-    with pytest.raises(UserError, match="no?ne; give the model a `.head`"):
+    with pytest.raises(UserError, match="has none; give the model a `.head`"):
         get_method("crt").prepare_model(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 

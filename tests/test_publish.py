@@ -113,3 +113,23 @@ def test_grid_report_shows_curve_beta_and_per_class(tmp_path):
     assert curve["gamma"][0] == 0.0 and curve["gamma"][-1] == 2.0
     assert set(curve["delta"]) == {"class_weighted:beta=1", "focal:gamma=2", "oversample:beta=0.5",
                                    "oversample:beta=1"}
+
+
+def test_prior_shift_report_imports_no_torch(tmp_path):
+    """Rendering from stored scores (npz, metrics kernel, raking, figures) stays torch-free."""
+    import subprocess
+
+    run = make_run_dir(tmp_path / "run", seeds=(0, 1), betas=(1.0,))
+    code = (
+        "import sys\n"
+        "from reports import render_report\n"
+        "from reports.priorshift import Options\n"
+        f"render_report({str(run)!r}, options=Options(views=['uniform'], bootstrap=10), publish={str(tmp_path / 'p')!r})\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not bad, bad\n"
+        "assert 'benchmark' not in sys.modules  # engine modules are loaded from their files, not the package\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p" / "priorshift_fake-sl.png").is_file()

@@ -1,0 +1,268 @@
+"""The shared audio pipeline (benchmark/audio.py): decoding, fbank, augmentation, AST weights and schedule."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from audio_fixtures import flac_bytes
+from benchmark import UserError
+from benchmark.audio import (AST_SIZES, MASK_VALUE, OFFICIAL_VOCAB, ArrayClips, AudioClipDataset, AudioError,
+                             ASTClassifier, ASTSchedule, CachedClips, Clips, Fbank, adapt_deit_to_ast, ast_config,
+                             ast_grid, ast_optimizer, decode_clip, probe_audio, read_vocab, resample_pos_embed,
+                             spec_augment, split_of, _item_rng)
+
+
+def tone(freq: float, sr: int, seconds: float) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(sr * seconds)) / sr)).astype(np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter")
+def test_fbank_matches_ast_feature_extractor():
+    from transformers import ASTFeatureExtractor
+
+    fe = ASTFeatureExtractor()  # numpy path (no torchaudio installed)
+    fb = Fbank(1024)
+    rng = np.random.default_rng(0)
+    loud = (0.1 * rng.standard_normal(160_000)).astype(np.float32)
+    loud[:16_000] = 0.0  # silence hits the mel floor
+    for wave in (loud, tone(440.0, 16_000, 3.0), loud[:300], np.zeros(170_000, np.float32)):
+        ref = fe(wave, sampling_rate=16_000, return_tensors="np")["input_values"][0]
+        out = fb(wave)
+        assert out.shape == (1024, 128) and out.dtype == np.float32
+        np.testing.assert_allclose(out, ref, atol=2e-4)
+    # padding frames hold AST's zero fbank, normalized: the value SpecAugment masks with
+    assert np.allclose(fb(loud[:300]), MASK_VALUE)
+
+
+def test_decode_resamples_flac_to_16k_mono_and_cuts():
+    for sr in (48_000, 44_100):
+        data = flac_bytes(tone(1000.0, sr, 2.0), sr)
+        assert probe_audio(data) == sr
+        w = decode_clip(data, max_samples=16_000)  # cut to 1 s
+        assert w.dtype == np.float32 and w.shape == (16_000,)
+        peak_hz = np.argmax(np.abs(np.fft.rfft(w))) * 16_000 / w.size
+        assert abs(peak_hz - 1000.0) <= 2.0
+        assert decode_clip(data, max_samples=10 * 16_000).size == 32_000  # shorter than the cut: kept whole
+    stereo = np.stack([tone(500.0, 16_000, 1.0), np.zeros(16_000, np.float32)], axis=1)
+    mono = decode_clip(flac_bytes(stereo, 16_000), 16_000)
+    np.testing.assert_allclose(mono, stereo.mean(axis=1), atol=1e-4)  # 24-bit FLAC: ~1e-7 quantization
+
+
+def test_undecodable_audio_raises_audio_error():
+    raw = flac_bytes(tone(500.0, 16_000, 1.0), 16_000, fmt="RAW", subtype="PCM_16")  # no header: no sample rate
+    for bad in (b"not audio at all" * 10, raw, b""):
+        with pytest.raises(AudioError):
+            probe_audio(bad)
+        with pytest.raises(AudioError):
+            decode_clip(bad, 16_000)
+
+
+def test_spec_augment_masks_one_band_per_axis():
+    torch.manual_seed(0)
+    x = torch.randn(64, 100, 128)
+    out = spec_augment(x, freqm=48, timem=30)
+    masked = out != x
+    assert torch.all(out[masked] == MASK_VALUE)
+    f_any = masked.all(dim=1)  # (B, F): bins masked over all frames
+    t_any = masked.all(dim=2)  # (B, T): frames masked over all bins
+    for b in range(64):
+        fb, tb = torch.nonzero(f_any[b]).flatten(), torch.nonzero(t_any[b]).flatten()
+        assert fb.numel() < 48 and tb.numel() < 30
+        for band in (fb, tb):  # one contiguous band
+            if band.numel():
+                assert band[-1] - band[0] + 1 == band.numel()
+        keep = ~(f_any[b][None, :] | t_any[b][:, None])
+        assert torch.equal(masked[b], ~keep)  # nothing else touched
+    assert f_any.any(dim=1).float().mean() > 0.8  # widths are rarely 0
+    assert torch.equal(spec_augment(x, 0, 0), x)
+
+
+def test_mixup_mixes_waveforms_and_labels_with_one_lambda():
+    fb = Fbank(32)
+    rng = np.random.default_rng(1)
+    waves = (0.1 * rng.standard_normal((5, fb.max_samples))).astype(np.float32)
+    y = np.eye(5, dtype=bool)
+    ds = AudioClipDataset(ArrayClips(waves), y, fb, mixup=1.0, alpha=10.0)
+    torch.manual_seed(3)
+    x, target = ds[2]
+    torch.manual_seed(3)  # replay the item's draws
+    r = _item_rng()
+    assert r.random() < 1.0
+    j, lam = int(r.integers(5)), float(r.beta(10.0, 10.0))
+    expected_y = lam * y[2] + (1 - lam) * y[j]
+    np.testing.assert_allclose(target.numpy(), expected_y, rtol=1e-6)
+    np.testing.assert_allclose(x.numpy(), fb(lam * waves[2] + (1 - lam) * waves[j]), atol=1e-5)
+    plain = AudioClipDataset(ArrayClips(waves), y, fb)
+    x0, y0 = plain[2]
+    assert torch.equal(y0, torch.from_numpy(y[2].astype(np.float32)))
+    np.testing.assert_array_equal(x0.numpy(), fb(waves[2]))
+
+
+class _Counting(Clips):
+    def __init__(self, waves):
+        self.waves, self.calls, self.max_samples = waves, 0, waves.shape[1]
+
+    def __len__(self):
+        return len(self.waves)
+
+    def wave(self, i):
+        self.calls += 1
+        return self.waves[i, : 100 + i]
+
+
+def test_cached_clips_decode_once_and_survive_a_new_process(tmp_path):
+    waves = (0.3 * np.random.default_rng(0).standard_normal((4, 300))).astype(np.float32)
+    inner = _Counting(waves)
+    cache = CachedClips(inner, tmp_path, "k1")
+    first = cache.wave(2)
+    again = cache.wave(2)
+    assert inner.calls == 1 and again.size == 102
+    np.testing.assert_allclose(again, first, atol=np.abs(first).max() / 32767)
+    fresh = _Counting(waves)  # another process: same files, nothing decoded again
+    reopened = CachedClips(fresh, tmp_path, "k1")
+    np.testing.assert_allclose(reopened.wave(2), first, atol=np.abs(first).max() / 32767)
+    assert fresh.calls == 0
+    reopened.wave(3)
+    assert fresh.calls == 1
+
+
+def _tiny_deit(img_size: int):
+    import timm
+
+    return timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, img_size=img_size, embed_dim=32,
+                             depth=2, num_heads=2)
+
+
+def _tiny_ast_config(frames: int):
+    cfg = ast_config("tiny", num_classes=5, frames=frames)
+    cfg.num_hidden_layers, cfg.intermediate_size = 2, 128  # the DeiT's depth and MLP width (ratio 4)
+    return cfg
+
+
+@pytest.mark.parametrize("img_size,frames", [(64, 128), (224, 128), (224, 300)])
+def test_imagenet_to_ast_adaptation(img_size, frames):
+    torch.manual_seed(0)
+    deit = _tiny_deit(img_size).eval()
+    sd = deit.state_dict()
+    cfg = _tiny_ast_config(frames)
+    state = adapt_deit_to_ast(sd, cfg)
+    p = "audio_spectrogram_transformer.embeddings."
+    w = state[p + "patch_embeddings.projection.weight"]
+    assert w.shape == (32, 1, 16, 16)
+    torch.testing.assert_close(w[:, 0], sd["patch_embed.proj.weight"].sum(1))  # summed over RGB
+    f_dim, t_dim = ast_grid(cfg)
+    pos = state[p + "position_embeddings"]
+    assert pos.shape == (1, f_dim * t_dim + 2, 32)
+    torch.testing.assert_close(pos[:, :2], sd["pos_embed"][:, :2])  # class + distillation tokens kept
+    hw = img_size // 16
+    grid = sd["pos_embed"][0, 2:].reshape(hw, hw, 32)  # (row = frequency, column = time)
+    got = pos[0, 2:].reshape(f_dim, t_dim, 32)
+    mid = hw // 2
+    if t_dim <= hw and f_dim <= hw:  # AST cuts the middle of the grid
+        torch.testing.assert_close(got, grid[mid - f_dim // 2: mid - f_dim // 2 + f_dim,
+                                             mid - t_dim // 2: mid - t_dim // 2 + t_dim])
+    else:  # ... or resamples it bilinearly
+        ref = resample_pos_embed(sd["pos_embed"][:, 2:], f_dim, t_dim)
+        torch.testing.assert_close(pos[:, 2:], ref)
+        if t_dim > hw and f_dim <= hw:  # time interpolated over the full height, then the middle rows cut
+            full = torch.nn.functional.interpolate(grid.permute(2, 0, 1)[None], size=(hw, t_dim), mode="bilinear")
+            torch.testing.assert_close(got, full[0, :, mid - f_dim // 2: mid - f_dim // 2 + f_dim].permute(1, 2, 0))
+    # the adapted AST runs DeiT's blocks: same hidden states from the same embedded tokens
+    model = ASTClassifier(cfg).eval()
+    missing, unexpected = model.ast.load_state_dict(state, strict=False)
+    assert not unexpected and sorted(missing) == sorted(k for k in model.ast.state_dict() if k.startswith("classifier."))
+    x = torch.randn(2, frames, 128)
+    with torch.no_grad():
+        backbone = model.ast.audio_spectrogram_transformer
+        h = backbone.embeddings(x)
+        for blk in deit.blocks:
+            h = blk(h)
+        ref = deit.norm(h)
+        torch.testing.assert_close(backbone(x).last_hidden_state, ref, atol=1e-5, rtol=1e-4)
+        assert model(x).shape == (2, 5)
+
+
+def test_imagenet_init_needs_a_pretrained_size():
+    from benchmark.audio import imagenet_ast_state
+
+    assert AST_SIZES["base"]["deit"] == "deit_base_distilled_patch16_384"
+    with pytest.raises(UserError, match="init=scratch"):
+        imagenet_ast_state("tiny", ast_config("tiny", 5))
+
+
+def test_ast_schedule_warmup_and_halvings():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = ASTSchedule(opt, batches_per_epoch=100, warmup=50, decay_start=2, decay_every=1)
+    lrs = []
+    for _ in range(500):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lrs = np.array(lrs)
+    np.testing.assert_allclose(lrs[:50], 1e-3 * np.arange(1, 51) / 50)  # linear warm-up
+    np.testing.assert_allclose(lrs[50:200], 1e-3)  # epochs 1-2 (AST full: milestones 2, 3, 4, 5)
+    for e in range(2, 5):  # epoch e+1 runs at 0.5^(e-1)
+        np.testing.assert_allclose(lrs[e * 100:(e + 1) * 100], 1e-3 * 0.5 ** (e - 1))
+    balanced = ASTSchedule(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 0, 10, 5)
+    assert [balanced.factor(e * 10) for e in (9, 10, 14, 15, 20)] == [1.0, 0.5, 0.5, 0.25, 0.125]
+
+
+def test_weight_averaging_loads_the_mean_of_epoch_end_weights():
+    model = ASTClassifier(ast_config("tiny", 3, 32))
+    opt, sched = ast_optimizer(model, lr=0.0, batches_per_epoch=2, warmup=0, average_from=2)
+    assert opt.defaults["betas"] == (0.95, 0.999) and opt.defaults["weight_decay"] == 5e-7
+    p = model.head.bias
+    snapshots = []
+    for step in range(7):  # 3.5 epochs: ends of epochs 2 and 3 plus the partial last one are averaged
+        with torch.no_grad():
+            p.fill_(float(step))
+        opt.step()  # lr 0: leaves the weights as set
+        sched.step()
+        if (step + 1) % 2 == 0 and (step + 1) // 2 >= 2:
+            snapshots.append(float(step))
+    snapshots.append(6.0)
+    # a resumed run (accelerator.save_state / load_state) continues the schedule and the running sum
+    import io
+
+    buf = io.BytesIO()
+    torch.save(sched.state_dict(), buf)
+    model2 = ASTClassifier(ast_config("tiny", 3, 32))
+    opt2, sched2 = ast_optimizer(model2, lr=0.0, batches_per_epoch=2, warmup=0, average_from=2)
+    sched2.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert sched2.last_epoch == 7 and model2.averager.count == 2 and model2.averager.dirty
+    model.eval()
+    torch.testing.assert_close(p.detach(), torch.full_like(p, sum(snapshots) / len(snapshots)))
+    assert sched.state_dict()["averager_state"]["count"] == len(snapshots)
+
+
+def test_official_vocabulary_and_split_names():
+    mids, names = read_vocab(OFFICIAL_VOCAB)
+    assert len(mids) == 527 == len(set(mids))
+    assert (mids[0], names[0]) == ("/m/09x0r", "Speech")
+    assert (mids[137], names[137]) == ("/m/04rlf", "Music")
+    assert (mids[526], names[526]) == ("/m/07hvw1", "Field recording")
+    assert names[1] == "Male speech, man speaking"
+    assert split_of("data/bal_train/00.parquet") == "bal_train"
+    assert split_of("data/unbal_train/part-3.parquet") == "unbal_train"
+    assert split_of("data/eval/00.parquet") == "eval"
+    assert split_of("balanced_train-00000-of-00001.parquet") == "bal_train"
+    assert split_of("unbalanced_train-00000-of-00001.parquet") == "unbal_train"
+    assert split_of("test-00001.parquet") == "eval"
+    assert split_of("README.parquet") is None
+
+
+def test_ast_sizes_are_consistent():
+    cfg = ast_config("base", 527)
+    assert ast_grid(cfg) == (12, 101)  # AST: 1212 patches of 16x16 at stride 10 over 128 x 1024
+    assert cfg.hidden_size == 768 and cfg.num_hidden_layers == 12 and cfg.max_length == 1024
+    assert math.isclose(Fbank(1024).max_samples / 16_000, 10.24)
+
+
+def test_throughput_script_smoke(capsys):
+    from benchmark.ast_throughput import main
+
+    assert main(["--model-size", "tiny", "--batch-sizes", "4", "--steps", "2", "--warmup", "1", "--clips", "4",
+                 "--workers", "0", "--dtype", "fp32"]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith(("model ", "loader "))]
+    assert [r[0] for r in rows] == ["model", "loader"] and all(float(r[2]) > 0 for r in rows)
