@@ -291,20 +291,22 @@ def shuffled_repeat(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         r &= ~ids
         keys[s:s + _CHUNK] |= r
     keys.sort()
+    # one pass: note where neighbours' random bits tie, then keep only the ids (a run's shared random bits do
+    # not matter for shuffling it, so runs are shuffled after masking)
     hi = np.empty(_CHUNK + 1, dtype=np.uint64)
     tied = np.empty(_CHUNK, dtype=bool)
     found = []
-    for s in range(0, m - 1, _CHUNK):
-        k = min(_CHUNK + 1, m - s)
+    for s in range(0, m, _CHUNK):
+        k = min(_CHUNK + 1, m - s)  # the chunk and the next chunk's first key
         np.right_shift(keys[s:s + k], np.uint64(bits), out=hi[:k])
         np.equal(hi[1:k], hi[:k - 1], out=tied[:k - 1])
         if tied[:k - 1].any():
             found.append(np.flatnonzero(tied[:k - 1]) + s)  # keys[p] ties keys[p + 1]
+        keys[s:s + _CHUNK] &= ids
     if found:
         tie = np.concatenate(found)
         for run in np.split(tie, np.flatnonzero(np.diff(tie) != 1) + 1):  # a few dozen runs at AudioSet scale
             rng.shuffle(keys[run[0]:run[-1] + 2])
-    keys &= ids
     return keys.view(np.int64)
 
 

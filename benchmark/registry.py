@@ -53,9 +53,13 @@ class Registry(Generic[T]):
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=self.group):
-            obj = ep.load()
-            if isinstance(obj, type) and getattr(obj, "name", None) and obj.__name__ not in self._classes:
-                self.register(obj)
+            try:
+                obj = ep.load()
+                if isinstance(obj, type) and getattr(obj, "name", None):
+                    self.register(obj)  # a plugin may also register itself on import; same class is fine
+            except Exception as exc:  # an installed package's bug: name it in one line instead of a traceback
+                raise UserError(f"{self.kind} plugin '{ep.name}' from entry point group '{self.group}' failed to "
+                                f"load: {type(exc).__name__}: {exc}") from None
 
     def names(self, pattern: str = "*") -> list[str]:
         self._discover()

@@ -44,6 +44,10 @@ def grid_specs(tasks: list[Task], methods: list[Method], seeds: list[int]) -> li
     for task in tasks:
         for seed in seeds:
             for method in methods:
+                try:
+                    method.check_task(task.multi_label, task.name)
+                except UserError:
+                    continue  # the CLI said which pairs it skips (a multi-label-only method on a single-label task)
                 spec = RunSpec(task, method, seed)
                 key = (task.name, spec.run_id)
                 if key not in seen:

@@ -13,8 +13,8 @@ class BudgetBatchSampler(Sampler[list[int]]):
     """Yields batches holding exactly `budget` indices in all: epoch after epoch of `method.epoch_indices`.
 
     Every method on a task draws the same number of samples; oversampling changes which samples are drawn, not
-    how many. Only one epoch is materialized at a time, and batches run across epoch boundaries so that all but
-    the last are full. The stream depends only on (seed, method, labels), so every process of a distributed run
+    how many. At most one epoch is materialized at a time, and never more of it than the budget still takes
+    (`Method.epoch_head`); batches run across epoch boundaries so that all but the last are full. The stream depends only on (seed, method, labels), so every process of a distributed run
     builds the same stream and accelerate hands each process its own batches. `draw_counts` records how often
     each example was drawn (the effective training prior).
     """

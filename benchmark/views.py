@@ -407,7 +407,8 @@ def user_view_builder(key: str) -> Callable[[ViewContext], View]:
 
 
 _PATTERNS = (
-    (re.compile(r"(forward|backward)(\d+(?:\.\d+)?)$"), lambda m: lt_view_builder(_num(m.group(2)), m.group(1) == "forward")),
+    (re.compile(r"(forward|backward)(\d+(?:\.\d+)?)$"),
+     lambda m: lt_view_builder(_num(m.group(2)), m.group(1) == "forward")),
     (re.compile(r"gamma(-?\d+(?:\.\d+)?)$"), lambda m: gamma_view_builder(float(m.group(1)))),
     (re.compile(r"user:(.+)$"), lambda m: user_view_builder(m.group(0))),
 )

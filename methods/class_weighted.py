@@ -25,7 +25,7 @@ def class_loss_weights(train: TrainInfo, beta: float) -> np.ndarray:
 
 @register_method
 class ClassWeighted(Method):
-    """Per-class loss weights.
+    """Per-class loss weights (n_max/n_j)^β, mean 1: CE weighted by the example's class, BCE on positives.
 
     Single-label: each example's cross-entropy is weighted by its class's w_j. Multi-label: each class's positive
     BCE terms are weighted by w_j (torch's `pos_weight` form) and negatives keep weight 1, so that, as with

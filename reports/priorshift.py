@@ -26,9 +26,9 @@ from typing import Any, Hashable, Optional, Sequence
 
 import numpy as np
 
-from .analysis import BASELINE, MethodGroup, ReportModel, Section, _canon, _get, _num
+from .analysis import MethodGroup, ReportModel, Section, _canon, _get, _num
 from .scores import RunMetrics, Scores, bench, bootstrap_counts, scores_path
-from .stats import Interval, combined_interval, seed_sort_key, summarize
+from .stats import Interval, combined_interval, summarize
 
 OPTIONS_FILE = "report_options.json"  # beside report.md: what `report` re-renders with
 DEFAULT_BOOTSTRAP = 100

@@ -241,7 +241,7 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
         Sp = sp.csr_matrix((np.ones(prow.size, dtype=X.dtype), order[ys], pptr), shape=(n_seg, n))
     has = n_cuts > 0
     cols = np.flatnonzero(has)
-    first, last = offsets[:-1][has], offsets[1:][has] - 1
+    first = offsets[:-1][has]
     seg_class = np.repeat(np.arange(cols.size), n_cuts[has])  # index into `first` of each segment
     tie_idx = np.flatnonzero(tie)
     tie_class = seg_class[tie_idx]
@@ -272,7 +272,7 @@ def _block(order: np.ndarray, ss: np.ndarray, ys: np.ndarray, X: np.ndarray, tot
             np.clip(prec, 0.0, 1.0, out=prec)  # rounding residuals of the restarts, where ca is ~0
             prec *= zp
             ap_num = np.add.reduceat(prec, first, axis=1)
-            # AUC · P · N = Σ_pos w · (NEG(< s) + NEG(= s) / 2) = N·P - Σ zp · NEG(>= s) + ½ Σ_ties zp · NEG(= s)
+            # AUC·P·N = Σ_pos w · (NEG(< s) + NEG(= s) / 2) = N·P - Σ zp · NEG(>= s) + ½ Σ_ties zp · NEG(= s)
             ca -= cp  # now NEG(>= s)
             ca *= zp
             auc_num = N * P - np.add.reduceat(ca, first, axis=1)

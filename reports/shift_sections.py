@@ -143,13 +143,14 @@ def _curve_md(sh: SectionShift) -> list[str]:
     names = {0.0: "γ=0 (training)", 1.0: "γ=1 (uniform)", 2.0: "γ=2 (reversed)"}
     eff = ", ".join(f"γ={g:g}: {fmt_num(c.effective_n[idx[g]], 0)}" for g in marks)
     return [
-        f"#### Prior-shift curve", "",
+        "#### Prior-shift curve", "",
         f"![Δ {c.metric} vs evaluation prior γ]({sh.figures['curve']})", "",
         f"The whole pool reweighted to the prior p_γ ∝ p^(1−γ) for γ ≤ 1 (p: the training prior) and "
         f"p_rev^(γ−1) beyond (p_rev: class ranks mirrored), so γ=0 is the training prior, 1 uniform and 2 the "
         f"reversed prior; multi-label by raking to per-class prevalences. Band and ± : 95% t-interval over seeds "
         f"(evaluation noise not included; the tables' intervals include it). Effective n: {eff}. \"Sign change "
-        f"at γ\": where the mean change crosses 0, i.e. where balancing starts to help (−→+) or to hurt (+→−); "
+        f"at γ\": where the mean change crosses 0, i.e. where balancing starts to help (−→+) or to hurt "
+        f"(+→−); "
         f"the last two columns give the γ ranges where the interval lies above or below 0.", "",
         _table(["method"] + [names.get(g, f"γ={g:g}") for g in marks]
                + ["sign change at γ", "helps (CI > 0) at γ", "hurts (CI < 0) at γ"], rows),

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from benchmark.claims import Claims, claim_path, process_start, read_claim, stale_reason
 from benchmark.results import read_result
@@ -178,9 +177,24 @@ def test_same_command_twice_gives_identical_metrics(tmp_path):
     args = ("--task", TINY_ML, "--method", "oversample:beta=1", "--seeds", "1", "--quiet", "--no-report")
     runs = []
     for name in ("a", "b"):
-        assert run_cli(*args, "--out", str(tmp_path / name)).returncode == 0
+        r = run_cli(*args, "--out", str(tmp_path / name))
+        assert r.returncode == 0, r.stderr[-2000:]
         runs.append({d["run_id"]: d for d in map(read_result, results(tmp_path / name))})
     assert runs[0].keys() == runs[1].keys() and len(runs[0]) == 2
     for rid, a in runs[0].items():
         b = runs[1][rid]
-        assert a["eval"] == b["eval"] and a["val"] == b["val"] and a["effective_prior"] == b["effective_prior"]
+        for key in ("effective_prior", "val", "eval"):
+            assert a[key] == b[key], (key, first_difference(a[key], b[key]))
+
+
+def first_difference(a, b, path=""):
+    """Where two JSON values first differ, for the failure message."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return first_difference(a.get(k), b.get(k), f"{path}/{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_difference(x, y, f"{path}[{i}]")
+    return path, a, b

@@ -15,10 +15,8 @@ PLUGIN = str(ROOT / "tests" / "plugins" / "faults.py")
 
 
 def grid(*argv: str):
-    from benchmark.cli import load_sweep as _load
-
     args = build_parser().parse_args(list(argv))
-    return resolve_grid(args, _load(args.sweep) if args.sweep else None)
+    return resolve_grid(args, load_sweep(args.sweep) if args.sweep else None)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -115,7 +113,7 @@ def test_shipped_paper_sweep_is_the_beta_grid_on_audioset():
 
     if "audioset" in list_tasks():  # the real task: the whole grid must resolve (no data is touched)
         tasks, methods, seeds = grid("--sweep", str(ROOT / "sweeps" / "paper.toml"))
-        assert len(methods) == 6 and seeds == [0, 1, 2]
+        assert len(methods) == 6 and seeds == [0, 1, 2] and tasks[0].config == "full"
 
 
 # ---- shards ----------------------------------------------------------------------------------------------------

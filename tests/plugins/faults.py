@@ -2,7 +2,6 @@
 import time
 
 import numpy as np
-import torch
 
 from benchmark import Method, Param, Split, TaskData, register_method, register_task
 from benchmark.task import ArrayDataset

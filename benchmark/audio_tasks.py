@@ -1,0 +1,336 @@
+"""Shared parts of the file-based AST audio tasks (fsd50k, esc50-lt) on top of `benchmark.audio` (AST, Gong et al.
+2021): clips read from audio files, a single-label clip dataset, header checks that skip and count bad clips, hub
+downloads with one-line errors, and the `ASTTask` base (AST init, model, Adam + AST schedule, SpecAugment).
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .audio import AST_SIZES, AudioError, Clips, Fbank, decode_clip, probe_audio
+from .errors import UserError
+from .params import Param
+from .task import Task
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_hub_id(data: str) -> bool:
+    """'owner/name' that is not an existing local path."""
+    return bool(HUB_ID.fullmatch(data)) and not data.startswith((".", "~")) and not Path(data).expanduser().exists()
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(k, "0").lower() not in ("0", "", "false")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+# ---- clips in audio files ----------------------------------------------------------------------------------------
+
+
+class FileClips(Clips):
+    """Audio files (WAV, FLAC, OGG: whatever soundfile reads) by path, decoded to 16 kHz mono on access.
+
+    A file whose header was readable but whose body fails mid-run is returned as silence with a warning (tasks
+    check every header at load time with `check`).
+    """
+
+    def __init__(self, paths: Sequence[str], max_samples: int) -> None:
+        self.paths = np.asarray([os.fspath(p) for p in paths], dtype=object)
+        self.max_samples = int(max_samples)
+
+    def __len__(self) -> int:
+        return int(self.paths.size)
+
+    def check(self) -> tuple[np.ndarray, Optional[str]]:
+        """(reason per clip: '' ok / 'missing audio' / 'undecodable audio', first problem in words)."""
+        reasons = np.full(len(self), "", dtype=object)
+        first = None
+        for i, p in enumerate(self.paths):
+            if not os.path.isfile(p):
+                reasons[i] = "missing audio"
+                first = first or f"no file {p}"
+                continue
+            try:
+                probe_audio(p)
+            except AudioError as exc:
+                reasons[i] = "undecodable audio"
+                first = first or f"{p}: {exc}"
+        return reasons, first
+
+    def wave(self, i: int) -> np.ndarray:
+        try:
+            return decode_clip(self.paths[i], self.max_samples)
+        except AudioError as exc:
+            warnings.warn(f"clip '{self.paths[i]}' could not be decoded ({exc}); used as silence", RuntimeWarning)
+            return np.zeros(0, dtype=np.float32)
+
+
+def readable(clips: Any, part: str, data: str, skipped: Counter, hint: str) -> np.ndarray:
+    """Bool mask of the clips whose header reads; the others are counted in `skipped` as '<part>: <reason>'.
+
+    More than half unreadable is not a few broken clips but a wrong layout or format: a UserError with `hint`.
+    """
+    reasons, first = clips.check()
+    bad = reasons != ""
+    if bad.size and bad.mean() > 0.5:
+        raise UserError(f"--data {data}: {int(bad.sum())} of {bad.size} clips of the {part} split cannot be read "
+                        f"({first}); {hint}")
+    for reason, n in Counter(reasons[bad]).items():
+        skipped[f"{part}: {reason}"] += int(n)
+    return ~bad
+
+
+class LabeledClipDataset(Dataset):
+    """(fbank (frames, bins) float32, class id int64) per clip: single-label audio, no MixUp (integer targets are
+    what the single-label losses and samplers read)."""
+
+    def __init__(self, clips: Clips, labels: np.ndarray, fbank: Fbank) -> None:
+        if len(clips) != len(labels):
+            raise ValueError(f"{len(clips)} clips but {len(labels)} labels")
+        self.clips = clips
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.fbank = fbank
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = int(i)
+        return torch.from_numpy(self.fbank(self.clips.wave(i))), torch.tensor(self.labels[i])
+
+
+# ---- hub downloads -----------------------------------------------------------------------------------------------
+
+
+def hub_snapshot(repo_id: str, patterns: Sequence[str] = (), what: str = "the data", files: Sequence[str] = ()) -> Path:
+    """Local folder of a hub dataset repository (its snapshot in the Hugging Face cache) holding the files matching
+    `patterns` and the exact `files` (downloaded once; single files one by one, which is cheaper than matching
+    thousands of patterns against the whole repository). Offline or unreachable: a one-line UserError with the fix."""
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+
+        root = None
+        if patterns:
+            root = Path(snapshot_download(repo_id=repo_id, repo_type="dataset", allow_patterns=list(patterns)))
+        for name in files:
+            local = Path(hf_hub_download(repo_id=repo_id, filename=name, repo_type="dataset"))
+            root = root or local.parents[len(Path(name).parts) - 1]
+        if root is None:
+            raise ValueError("nothing to download")
+        return root
+    except Exception as exc:  # offline, not cached, no such repo or file, network errors
+        why = "offline mode (HF_HUB_OFFLINE) and not in the cache" if hub_offline() else one_line(exc, 120)
+        raise UserError(f"--data {repo_id}: {what} could not be fetched from the hub ({why}); download it once with "
+                        f"`huggingface-cli download {repo_id} --repo-type dataset --local-dir DIR` and pass "
+                        f"--data DIR") from None
+
+
+def load_hub_dataset(repo_id: str) -> Any:
+    """`datasets.load_dataset(repo_id)` (a DatasetDict) or a one-line UserError naming the fix."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(repo_id)
+    except Exception as exc:
+        why = "offline mode (HF_HUB_OFFLINE)" if hub_offline() else one_line(exc, 120)
+        raise UserError(f"--data {repo_id}: hub dataset could not be loaded ({why}); download it once with "
+                        f"`huggingface-cli download {repo_id} --repo-type dataset --local-dir DIR` and pass "
+                        f"--data DIR") from None
+
+
+# ---- AST checkpoints at another input length ------------------------------------------------------------------
+
+
+def fit_time_positions(state: dict[str, torch.Tensor], config, frames: int) -> dict[str, torch.Tensor]:
+    """Position embeddings of an AST checkpoint for `frames` input frames (config.max_length is set to it): the
+    middle of the time axis is kept when shorter (as AST does for its AudioSet -> ESC-50 transfer), bilinear
+    interpolation when longer. Patches are frequency-major (index f * T + t) in transformers' AST."""
+    from .audio import ast_grid
+
+    key = "audio_spectrogram_transformer.embeddings.position_embeddings"
+    f_dim, t_old = ast_grid(config)
+    config.max_length = int(frames)
+    _, t_new = ast_grid(config)
+    if key not in state or t_new == t_old:
+        return state
+    pos = state[key]
+    d = pos.shape[-1]
+    grid = pos[:, 2:].reshape(1, f_dim, t_old, d).permute(0, 3, 1, 2)  # (1, D, F, T)
+    if t_new < t_old:
+        start = t_old // 2 - t_new // 2
+        grid = grid[..., start:start + t_new]
+    else:
+        grid = torch.nn.functional.interpolate(grid, size=(f_dim, t_new), mode="bilinear")
+    grid = grid.permute(0, 2, 3, 1).reshape(1, f_dim * t_new, d)
+    return {**state, key: torch.cat([pos[:, :2], grid], dim=1).contiguous()}
+
+
+# ---- the task base -----------------------------------------------------------------------------------------------
+
+
+def _check_init(v: str) -> Optional[str]:
+    if v in ("auto", "imagenet", "scratch") or (v.startswith("hub:") and len(v) > 4):
+        return None
+    return "use auto, imagenet, scratch or hub:<model id>"
+
+
+def ast_params(*, frames: int, frames_help: str, lr: float, lr_help: str, epochs: float, batch_size: int,
+               warmup: int, decay_start: int, decay_every: int, decay: float, freqm: int, timem: int,
+               weight_avg_from: int = 0) -> dict[str, Param]:
+    """The AST recipe parameters shared by the audio tasks, with each task's recipe as defaults."""
+    return {
+        "init": Param(str, "auto", "imagenet (timm DeiT adapted as AST does) | scratch | hub:<id> (a transformers "
+                      "AST checkpoint; its position embeddings are fitted to `frames`) | auto (imagenet; scratch for "
+                      "model_size=tiny)", check=_check_init),
+        "model_size": Param(str, "base", "AST size: base (DeiT-B/384) | small (DeiT-S) | tiny (CPU runs and tests)",
+                            choices=tuple(AST_SIZES)),
+        "frames": Param(int, 0, frames_help, min=0, max=8192),
+        "epochs": Param(float, epochs, "budget in epochs of the training set (the same samples for every method)",
+                        min=0.01, max=1000.0),
+        "lr": Param(float, lr, lr_help, min=0.0, max=1.0),
+        "batch_size": Param(int, batch_size, "training batch size", min=1, max=65_536),
+        "eval_batch_size": Param(int, 48, "evaluation batch size", min=1, max=65_536),
+        "warmup": Param(int, warmup, "linear learning-rate warm-up, in batches", min=0, max=10_000_000),
+        "lr_decay_start": Param(int, decay_start, "multiply the LR by lr_decay after this epoch and every "
+                                "lr_decay_every epochs after", min=0, max=10_000),
+        "lr_decay_every": Param(int, decay_every, "epochs between LR decays", min=1, max=10_000),
+        "lr_decay": Param(float, decay, "LR factor at each decay", min=0.0, max=1.0),
+        "weight_avg_from": Param(int, weight_avg_from, "average end-of-epoch weights from this epoch on (AST's "
+                                 "weight averaging); 0 = off", min=0, max=10_000),
+        "freqm": Param(int, freqm, "SpecAugment: one frequency mask narrower than this (bins)", min=0, max=128),
+        "timem": Param(int, timem, "SpecAugment: one time mask narrower than this (frames at the default input "
+                       "length; scaled with frames)", min=0, max=8192),
+        "num_workers": Param(int, -1, "DataLoader workers decoding and computing fbanks; -1 = min(16, CPUs - 1)",
+                             min=-1, max=256),
+        "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit; for small subsets); empty = off"),
+        "checkpoint_every": Param(int, 5000, "steps between accelerator.save_state for resuming (0 = off)", min=0),
+        "data_seed": Param(int, 0, "seed of the data splits and subsets (model seeds vary per run)", min=0),
+    }
+
+
+class ASTTask(Task):
+    """An AST task on log-mel fbanks: subclasses set `default_frames`, `fbank_stats` and implement `load`,
+    calling `_set_n_train` with the training-set size; the budget is `epochs` of it."""
+
+    default_frames: int = 1024  # input length of the recipe at model sizes base / small
+    fbank_stats: tuple[float, float] = (-4.2677393, 4.5689974)  # (mean, std) of the dataset's fbanks
+    weight_decay = 5e-7  # AST's Adam
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        size = AST_SIZES[self.model_size]
+        self.n_frames = int(self.frames or (size["frames"] if size["deit"] is None else self.default_frames))
+        if self.num_workers < 0:
+            self.num_workers = max(0, min(16, (os.cpu_count() or 1) - 1))
+        self.init_kind = self.init
+        if self.init == "auto":
+            self.init_kind = "imagenet" if size["deit"] else "scratch"
+        elif self.init == "imagenet" and not size["deit"]:
+            raise UserError(f"task '{self.name}': init=imagenet needs an ImageNet DeiT of the model's size; "
+                            f"model_size={self.model_size} has none: use --init scratch or --model-size base/small")
+        self._n_train: Optional[int] = None
+        self._model_config = None
+        self._init_state: Optional[dict[str, torch.Tensor]] = None
+        self._init_note = ""
+
+    @property
+    def budget_samples(self) -> int:  # type: ignore[override]
+        if self._n_train is None:
+            raise RuntimeError(f"{self.name}: the budget is known once the data is loaded")
+        return int(round(self.epochs * self._n_train))
+
+    def _set_n_train(self, n: int) -> None:
+        self._n_train = int(n)
+
+    @property
+    def _timem(self) -> int:
+        return int(round(self.timem * self.n_frames / self.default_frames))
+
+    def fbank(self) -> Fbank:
+        return Fbank(self.n_frames, mean=self.fbank_stats[0], std=self.fbank_stats[1])
+
+    def train_config(self) -> dict[str, Any]:
+        # computed before the data is read (run ids): the budget is in epochs of the training set
+        return {
+            "budget_epochs": float(self.epochs),
+            "batch_size": int(self.batch_size),
+            "lr": float(self.lr),
+            "weight_decay": self.weight_decay,
+            "optimizer": "adam(0.95, 0.999)",
+            "schedule": f"warmup {self.warmup}, x{self.lr_decay:g} after epoch {self.lr_decay_start} and every "
+                        f"{self.lr_decay_every}",
+            "weight_avg_from": int(self.weight_avg_from),
+            "specaugment": [int(self.freqm), self._timem],
+            "frames": self.n_frames,
+            "fbank_stats": list(self.fbank_stats),
+            "init": self.init_kind,
+            "model_size": self.model_size,
+        }
+
+    # ---- model --------------------------------------------------------------------------------------------------
+    def _prepare_init(self) -> str:
+        """Model config and initial weights, fetched once per process; returns a note saying what the model
+        starts from."""
+        from .audio import ast_config, hub_ast, imagenet_ast_state
+
+        if self._model_config is not None:
+            return self._init_note
+        if self.init_kind.startswith("hub:"):
+            config, state = hub_ast(self.init_kind[4:], self.num_classes)
+            frames_was = int(config.max_length)
+            state = fit_time_positions(state, config, self.n_frames)
+            head = "its classifier head" if any(k.startswith("classifier.dense.") for k in state) else "a new head"
+            fitted = f", position embeddings fitted from {frames_was} to {self.n_frames} frames" \
+                if frames_was != self.n_frames else ""
+            self._init_note = f"init: {self.init_kind} with {head}{fitted}"
+        else:
+            config = ast_config(self.model_size, self.num_classes, self.n_frames)
+            state = imagenet_ast_state(self.model_size, config) if self.init_kind == "imagenet" else None
+            self._init_note = ("init: scratch" if state is None else
+                               f"init: ImageNet {AST_SIZES[self.model_size]['deit']} adapted as AST (1-channel patch "
+                               f"embedding, stride-10 patches, position embeddings resampled)")
+        self._model_config, self._init_state = config, state
+        return self._init_note
+
+    def build_model(self) -> torch.nn.Module:
+        from .audio import ASTClassifier
+
+        self._prepare_init()
+        model = ASTClassifier(self._model_config)
+        if self._init_state is not None:
+            missing, unexpected = model.ast.load_state_dict(self._init_state, strict=False)
+            if unexpected or any(not k.startswith("classifier.") for k in missing):
+                raise RuntimeError(f"AST init mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return model
+
+    def build_optimizer(self, model: torch.nn.Module, total_steps: int):
+        from .audio import ASTClassifier, ASTSchedule, WeightAverager
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=self.lr, betas=(0.95, 0.999), weight_decay=self.weight_decay)
+        averager = None
+        if self.weight_avg_from > 0 and isinstance(model, ASTClassifier):
+            averager = WeightAverager(params, self.weight_avg_from)
+            model.averager = averager
+        return opt, ASTSchedule(opt, self._n_train / self.batch_size, warmup=self.warmup,
+                                decay_start=self.lr_decay_start, decay_every=self.lr_decay_every,
+                                gamma=self.lr_decay, averager=averager)
+
+    def augment_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from .audio import spec_augment
+
+        return spec_augment(x, self.freqm, self._timem), y
