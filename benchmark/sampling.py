@@ -14,9 +14,10 @@ class BudgetBatchSampler(Sampler[list[int]]):
 
     Every method on a task draws the same number of samples; oversampling changes which samples are drawn, not
     how many. At most one epoch is materialized at a time, and never more of it than the budget still takes
-    (`Method.epoch_head`); batches run across epoch boundaries so that all but the last are full. The stream depends only on (seed, method, labels), so every process of a distributed run
-    builds the same stream and accelerate hands each process its own batches. `draw_counts` records how often
-    each example was drawn (the effective training prior).
+    (`Method.epoch_head`); batches run across epoch boundaries so that all but the last are full. The stream
+    depends only on (seed, method, labels), so every process of a distributed run builds the same stream and
+    accelerate hands each process its own batches. `draw_counts` records how often each example was drawn (the
+    effective training prior).
     """
 
     def __init__(self, method: Method, train: TrainInfo, budget: int, batch_size: int, seed: int) -> None:

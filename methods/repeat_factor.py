@@ -33,4 +33,5 @@ class RepeatFactor(Method):
 
     def repeat_factors(self, train: TrainInfo) -> np.ndarray:
         r = class_repeat_factors(train, self.t, self.power)
-        return class_factors_to_examples(train.label_matrix & train.present, r, "max", default=1.0)
+        # absent classes carry no examples, so the sparse label index needs no masking
+        return class_factors_to_examples(train.label_csr, r, "max", default=1.0)

@@ -179,7 +179,7 @@ class Esc50LT(ASTTask):
         "n_max": Param(int, 24, "training clips of the most frequent class (<= 32: 4 training folds x 8)", min=1,
                        max=10_000),
         "val_per_class": Param(int, 8, "validation clips per class, from training-fold clips left out of the "
-                               "long-tailed set", min=0, max=10_000),
+                               "long-tailed set", min=1, max=10_000),
         "test_fold": Param(int, 5, "the held-out fold: the evaluation pool", min=1, max=100),
         "class_order": Param(str, "shuffled", "which class is the head: shuffled (a permutation seeded by data_seed; "
                              "target order would tie frequency to ESC-50's 5 major categories) | target (class 0 "
@@ -278,9 +278,9 @@ class Esc50LT(ASTTask):
         val = np.zeros(rows.size, dtype=bool)
         val[np.flatnonzero(cand)[rank_within_class(y[cand], (rank[cand],)) < self.val_per_class]] = True
         got = np.bincount(y[train], minlength=c)
-        if got.sum() == 0 or not val.any():
-            raise UserError(f"--data {self.data}: no {'training' if got.sum() == 0 else 'validation'} clips left in "
-                            f"folds other than {self.test_fold}; lower n_max or val_per_class")
+        if not val.any():
+            raise UserError(f"--task esc50-lt:n_max={self.n_max}: the long-tailed training set leaves no clip of "
+                            f"folds other than {self.test_fold} for validation; lower n_max")
 
         def split(r: np.ndarray, tag: str) -> Split:
             clips = src.clips(r, fbank.max_samples)

@@ -121,7 +121,7 @@ def test_fsd50k_hub_layout_subsets_and_features(tmp_path):
     again = get_task("fsd50k:max_train=6,max_eval=5,num_workers=0", data=str(root), model_size="tiny",
                      cache_dir=str(tmp_path / "cache")).load()
     assert len(list((tmp_path / "cache").glob("*.done.npy"))) == 3  # same clips, same cache files
-    np.testing.assert_allclose(again.pool.dataset[0][0].numpy(), x.numpy(), atol=5e-3)  # read back from the cache
+    np.testing.assert_allclose(again.pool.dataset[0][0].numpy(), x.numpy(), atol=2e-2)  # from the 16-bit cache
 
 
 def test_fsd50k_hub_id_downloads_only_the_selected_clips(tmp_path, monkeypatch):

@@ -29,13 +29,15 @@ def sade_task(**params):
 
 @pytest.fixture(scope="module")
 def scored():
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the engine runs small models on CPU
     task = sade_task()
     prepared = prepare_task(task)
     torch.manual_seed(0)
     model = task.build_model().eval()
     logits = _forward_pass(task, model, prepared.data.pool.dataset)
-    return task, prepared, model, logits
+    yield task, prepared, model, logits
+    torch.set_num_threads(threads)
 
 
 def test_forward_pass_of_the_pool(benchmark, scored):
