@@ -31,8 +31,9 @@ def clip(labels: list[int], sr: int, seconds: float, rng: np.random.Generator) -
 
 def rows(n: int, seed: int, broken: int = 0, unknown_mid: int = 0, raw_pcm: bool = False,
          seconds: float = 1.5) -> list[dict]:
-    """n clips alternating 48 kHz and 44.1 kHz FLAC (24-bit), 1-3 labels each (class i % 6 always); the first `broken` clips hold bytes
-    that are not audio, the next `unknown_mid` carry a MID outside the vocabulary; `raw_pcm`: headerless audio."""
+    """n clips alternating 48 kHz and 44.1 kHz FLAC (24-bit), 1-3 labels each (class i % 6 always); the first
+    `broken` clips hold bytes that are not audio, the next `unknown_mid` carry a MID outside the vocabulary;
+    `raw_pcm`: headerless audio (no sample rate to read)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
