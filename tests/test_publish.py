@@ -111,8 +111,8 @@ def test_grid_report_shows_curve_beta_and_per_class(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     curve = summary["prior_shift"]["synth-singlelabel"]["curve"]
     assert curve["gamma"][0] == 0.0 and curve["gamma"][-1] == 2.0
-    assert set(curve["delta"]) == {"class_weighted:beta=1", "focal:gamma=2", "oversample:beta=0.5",
-                                   "oversample:beta=1"}
+    assert set(curve["delta"]) == {"class_weighted:beta=1", "focal:gamma=2", "logit_adjust:tau=1",
+                                   "oversample:beta=0.25", "oversample:beta=0.5", "oversample:beta=1"}
 
 
 def test_prior_shift_report_imports_no_torch(tmp_path):
