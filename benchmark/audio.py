@@ -11,6 +11,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -717,14 +718,12 @@ AUDIOSET_HUB_ID = "agkphysics/AudioSet"
 AUDIOSET_SCHEMA = "video_id, audio {bytes, path}, labels (list of MIDs), human_labels"
 OFFICIAL_VOCAB = Path(__file__).resolve().parent / "data" / "audioset_class_labels_indices.csv"
 TRAIN_SPLITS = {"balanced": ("bal_train",), "unbalanced": ("unbal_train",), "full": ("bal_train", "unbal_train")}
-_HUB_ID = __import__("re").compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def split_of(rel_path: str) -> Optional[str]:
     """AudioSet split named by a parquet file's path (agkphysics/AudioSet layout: data/bal_train/*.parquet,
     data/unbal_train/*.parquet, data/eval/*.parquet; also names like balanced_train-*.parquet, test*.parquet)."""
-    import re
-
     s = rel_path.lower().replace("\\", "/")
     tok = r"(?:^|[/_.-])"
     if re.search(tok + r"unbal(?:anced)?[_-]?train", s):

@@ -164,6 +164,10 @@ def rake(label_matrix: np.ndarray, target: np.ndarray, max_iter: int = 500, tol:
     t = np.asarray(target, dtype=np.float64)
     zeroed = (t <= 0) & y.any(axis=0)
     rows = ~y[:, zeroed].any(axis=1) if zeroed.any() else np.ones(n, dtype=bool)
+    if not rows.any():
+        # every candidate carries a class whose target is 0 (e.g. a class absent from training, in a tiny split):
+        # those zero targets cannot be met, so keep every row and leave them unmatched instead of an empty view
+        rows = np.ones(n, dtype=bool)
     yr = y[rows]
     m = int(yr.shape[0])
     pos = yr.sum(axis=0)

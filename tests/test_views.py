@@ -79,3 +79,10 @@ def test_multilabel_views_use_groups_and_weights():
 def test_unknown_view_is_an_error():
     with pytest.raises(UserError, match="unknown evaluation view 'sideways'.*balanced"):
         build_views(["sideways"], ctx(np.zeros(3, dtype=int), False, [3]))
+
+
+def test_raking_when_every_row_carries_a_zero_target_class_keeps_all_rows():
+    # a tiny split where every clip has a class absent from training (target 0): no empty view, no crash
+    y = np.array([[1, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=bool)
+    w, info = rake(y, np.array([0.0, 0.5, 0.5]))
+    assert w.shape == (3,) and np.all(np.isfinite(w)) and w.sum() > 0
