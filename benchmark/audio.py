@@ -594,6 +594,26 @@ def hub_ast(model_id: str, num_classes: int):
     return config, state
 
 
+def local_ast_init(size: str, num_classes: int, frames: int, init_kind: str):
+    """(config, initial AST state or None, note) for `init` imagenet or scratch (hub ids use `hub_ast`)."""
+    config = ast_config(size, num_classes, frames)
+    state = imagenet_ast_state(size, config) if init_kind == "imagenet" else None
+    note = ("init: scratch" if state is None else
+            f"init: ImageNet {AST_SIZES[size]['deit']} adapted as AST (1-channel patch embedding, stride-10 "
+            f"patches, position embeddings resampled)")
+    return config, state, note
+
+
+def build_ast(config, state: Optional[dict[str, torch.Tensor]]) -> "ASTClassifier":
+    """An ASTClassifier from `config`, loaded with `state` (everything but a new classifier head must match)."""
+    model = ASTClassifier(config)
+    if state is not None:
+        missing, unexpected = model.ast.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("classifier.") for k in missing):
+            raise RuntimeError(f"AST init mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model
+
+
 def ast_flops_per_clip(config) -> float:
     """Forward FLOPs of one clip (matmuls and the patch convolution; 2 FLOPs per multiply-add)."""
     f, t = ast_grid(config)

@@ -285,7 +285,7 @@ class ASTTask(Task):
     def _prepare_init(self) -> str:
         """Model config and initial weights, fetched once per process; returns a note saying what the model
         starts from."""
-        from .audio import ast_config, hub_ast, imagenet_ast_state
+        from .audio import hub_ast, local_ast_init
 
         if self._model_config is not None:
             return self._init_note
@@ -298,24 +298,16 @@ class ASTTask(Task):
                 if frames_was != self.n_frames else ""
             self._init_note = f"init: {self.init_kind} with {head}{fitted}"
         else:
-            config = ast_config(self.model_size, self.num_classes, self.n_frames)
-            state = imagenet_ast_state(self.model_size, config) if self.init_kind == "imagenet" else None
-            self._init_note = ("init: scratch" if state is None else
-                               f"init: ImageNet {AST_SIZES[self.model_size]['deit']} adapted as AST (1-channel patch "
-                               f"embedding, stride-10 patches, position embeddings resampled)")
+            config, state, self._init_note = local_ast_init(self.model_size, self.num_classes, self.n_frames,
+                                                            self.init_kind)
         self._model_config, self._init_state = config, state
         return self._init_note
 
     def build_model(self) -> torch.nn.Module:
-        from .audio import ASTClassifier
+        from .audio import build_ast
 
         self._prepare_init()
-        model = ASTClassifier(self._model_config)
-        if self._init_state is not None:
-            missing, unexpected = model.ast.load_state_dict(self._init_state, strict=False)
-            if unexpected or any(not k.startswith("classifier.") for k in missing):
-                raise RuntimeError(f"AST init mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return model
+        return build_ast(self._model_config, self._init_state)
 
     def build_optimizer(self, model: torch.nn.Module, total_steps: int):
         from .audio import ASTClassifier, ASTSchedule, WeightAverager

@@ -262,7 +262,7 @@ class AudioSet(Task):
     def _prepare_init(self) -> str:
         """Model config and initial weights, fetched once per process (ImageNet DeiT or a hub checkpoint);
         returns a note saying what the model starts from."""
-        from benchmark.audio import ast_config, hub_ast, imagenet_ast_state
+        from benchmark.audio import hub_ast, local_ast_init
 
         if self._model_config is not None:
             return self._init_note
@@ -275,24 +275,16 @@ class AudioSet(Task):
             self._init_note = f"init: {self.init_kind} with {head}" + (
                 "; already fine-tuned on AudioSet" if self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET) else "")
         else:
-            config = ast_config(self.model_size, self.num_classes, self.n_frames)
-            state = imagenet_ast_state(self.model_size, config) if self.init_kind == "imagenet" else None
-            self._init_note = ("init: scratch" if state is None else
-                               f"init: ImageNet {AST_SIZES[self.model_size]['deit']} adapted as AST (1-channel patch "
-                               f"embedding, stride-10 patches, position embeddings resampled)")
+            config, state, self._init_note = local_ast_init(self.model_size, self.num_classes, self.n_frames,
+                                                            self.init_kind)
         self._model_config, self._init_state = config, state
         return self._init_note
 
     def build_model(self) -> torch.nn.Module:
-        from benchmark.audio import ASTClassifier
+        from benchmark.audio import build_ast
 
         self._prepare_init()
-        model = ASTClassifier(self._model_config)
-        if self._init_state is not None:
-            missing, unexpected = model.ast.load_state_dict(self._init_state, strict=False)
-            if unexpected or any(not k.startswith("classifier.") for k in missing):
-                raise RuntimeError(f"AST init mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return model
+        return build_ast(self._model_config, self._init_state)
 
     def build_optimizer(self, model: torch.nn.Module, total_steps: int):
         from benchmark.audio import ast_optimizer
