@@ -498,13 +498,6 @@ def train_stats(train: TrainInfo) -> dict[str, Any]:
     }
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
 def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels: np.ndarray,
                    views: dict[str, View], per_class: bool = True,
                    exclude: Optional[np.ndarray] = None) -> dict[str, Any]:
@@ -517,7 +510,7 @@ def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels
     if not np.all(np.isfinite(scores)):
         raise TrainingDiverged("evaluation scores contain NaN or inf")
     if not multi_label:
-        scores = softmax(scores)
+        scores = M.softmax(scores)
     out = {}
     for name, v in views.items():
         y, s = labels[v.indices], scores[v.indices]

@@ -415,6 +415,14 @@ def roc_auc(y_true: Any, scores: Any, sample_weight: Any = None) -> np.ndarray:
     return _ap_auc(y, s, _as_weights(sample_weight, s.shape[0]))[1]
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (single-label scores for one-vs-rest AP); a new array, stable for large logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
 def dprime_from_auc(auc: float) -> float:
     """d' = sqrt(2) * Phi^-1(auc), with auc clipped to [1e-12, 1 - 1e-12] so the result is always finite."""
     a = float(auc)

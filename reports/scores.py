@@ -95,7 +95,7 @@ class Scores:
         cache = f"scores:{split}"
         if cache not in self._cache:
             s = self.array(key)  # multi-label: the stored float32 logits order exactly as evaluated
-            self._cache[cache] = s if self.multi_label else softmax(np.asarray(s, dtype=np.float64))
+            self._cache[cache] = s if self.multi_label else bench("metrics").softmax(np.asarray(s, dtype=np.float64))
         return self._cache[cache]
 
     def view(self, split: str, name: str) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
@@ -112,13 +112,6 @@ class Scores:
             self._z.close()
         self._z = None
         self._cache.clear()
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
 
 
 # ---------------------------------------------------------------------------------------------------- kernel

@@ -1,5 +1,4 @@
 """The command line as a user runs it: listing, bad input (one line, exit 2, nothing written), help."""
-import json
 import os
 
 import pytest

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from benchmark import UserError, get_method, get_task, list_methods
-from benchmark.engine import Engine, RunSpec, evaluate_views, prepare_task, softmax
+from benchmark.engine import Engine, RunSpec, evaluate_views, prepare_task
+from benchmark.metrics import softmax
 from conftest import TINY_ML, TINY_SL, run_cli
 
 # even smaller budgets than the shared tiny tasks: a few optimizer steps each
