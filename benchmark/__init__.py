@@ -1,22 +1,26 @@
-"""balancebench engine: registries, the training loop, evaluation views, metrics and result files.
+"""balancebench: registries, the training engine, and (in `benchmark.core`) the torch-free result schema, metric
+kernel, views, priors and statistics.
 
-Importing `benchmark` is cheap and torch-free; `Method`, `Task` and the engine load on first use.
+Importing `benchmark` imports nothing else: every public name loads its module on first use, so
+`import benchmark.core` (and the reports built on it) never pays for torch or the engine.
 """
-from .errors import UserError
-from .params import Param
-from .registry import (
-    get_method,
-    get_task,
-    list_methods,
-    list_tasks,
-    load_plugin,
-    register_method,
-    register_task,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "UserError": ".core.errors",
+    "Param": ".params",
+    "get_method": ".registry",
+    "get_task": ".registry",
+    "list_methods": ".registry",
+    "list_tasks": ".registry",
+    "load_plugin": ".registry",
+    "register_method": ".registry",
+    "register_task": ".registry",
     "Method": ".method",
     "TrainInfo": ".method",
     "Task": ".task",
@@ -25,15 +29,16 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
 
 
-__all__ = [
-    "Method", "Param", "Split", "Task", "TaskData", "TrainInfo", "UserError", "get_method", "get_task",
-    "list_methods", "list_tasks", "load_plugin", "register_method", "register_task",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(_LAZY)

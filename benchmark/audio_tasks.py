@@ -1,22 +1,19 @@
-"""Shared parts of the file-based AST audio tasks (fsd50k, esc50-lt) on top of `benchmark.audio` (AST, Gong et al.
-2021): clips read from audio files, a single-label clip dataset, header checks that skip and count bad clips, hub
-downloads with one-line errors, and the `ASTTask` base (AST init, model, Adam + AST schedule, SpecAugment).
+"""Shared parts of the AST audio tasks (audioset, synth-audioset, fsd50k, esc50-lt) on top of `benchmark.audio`
+(AST, Gong et al. 2021): header checks that skip and count bad clips, hub downloads with one-line errors, the AST
+recipe parameters, and the `ASTTask` base: the one init / model / optimizer / augmentation path of every AST task.
 """
 from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from .audio import AST_SIZES, AudioError, Clips, Fbank, decode_clip, probe_audio
-from .errors import UserError
+from .audio.config import AST_SIZES, AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT
+from .core.errors import UserError
 from .params import Param
 from .task import Task
 
@@ -38,47 +35,6 @@ def hub_offline() -> bool:
                for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-# ---- clips in audio files ----------------------------------------------------------------------------------------
-
-
-class FileClips(Clips):
-    """Audio files (WAV, FLAC, OGG: whatever soundfile reads) by path, decoded to 16 kHz mono on access.
-
-    A file whose header was readable but whose body fails mid-run is returned as silence with a warning (tasks
-    check every header at load time with `check`).
-    """
-
-    def __init__(self, paths: Sequence[str], max_samples: int) -> None:
-        self.paths = np.asarray([os.fspath(p) for p in paths], dtype=object)
-        self.max_samples = int(max_samples)
-
-    def __len__(self) -> int:
-        return int(self.paths.size)
-
-    def check(self) -> tuple[np.ndarray, Optional[str]]:
-        """(reason per clip: '' ok / 'missing audio' / 'undecodable audio', first problem in words)."""
-        reasons = np.full(len(self), "", dtype=object)
-        first = None
-        for i, p in enumerate(self.paths):
-            if not os.path.isfile(p):
-                reasons[i] = "missing audio"
-                first = first or f"no file {p}"
-                continue
-            try:
-                probe_audio(p)
-            except AudioError as exc:
-                reasons[i] = "undecodable audio"
-                first = first or f"{p}: {exc}"
-        return reasons, first
-
-    def wave(self, i: int) -> np.ndarray:
-        try:
-            return decode_clip(self.paths[i], self.max_samples)
-        except AudioError as exc:
-            warnings.warn(f"clip '{self.paths[i]}' could not be decoded ({exc}); used as silence", RuntimeWarning)
-            return np.zeros(0, dtype=np.float32)
-
-
 def readable(clips: Any, part: str, data: str, skipped: Counter, hint: str) -> np.ndarray:
     """Bool mask of the clips whose header reads; the others are counted in `skipped` as '<part>: <reason>'.
 
@@ -92,25 +48,6 @@ def readable(clips: Any, part: str, data: str, skipped: Counter, hint: str) -> n
     for reason, n in Counter(reasons[bad]).items():
         skipped[f"{part}: {reason}"] += int(n)
     return ~bad
-
-
-class LabeledClipDataset(Dataset):
-    """(fbank (frames, bins) float32, class id int64) per clip: single-label audio, no MixUp (integer targets are
-    what the single-label losses and samplers read)."""
-
-    def __init__(self, clips: Clips, labels: np.ndarray, fbank: Fbank) -> None:
-        if len(clips) != len(labels):
-            raise ValueError(f"{len(clips)} clips but {len(labels)} labels")
-        self.clips = clips
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.fbank = fbank
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i = int(i)
-        return torch.from_numpy(self.fbank(self.clips.wave(i))), torch.tensor(self.labels[i])
 
 
 # ---- hub downloads -----------------------------------------------------------------------------------------------
@@ -152,33 +89,6 @@ def load_hub_dataset(repo_id: str) -> Any:
                         f"--data DIR") from None
 
 
-# ---- AST checkpoints at another input length ------------------------------------------------------------------
-
-
-def fit_time_positions(state: dict[str, torch.Tensor], config, frames: int) -> dict[str, torch.Tensor]:
-    """Position embeddings of an AST checkpoint for `frames` input frames (config.max_length is set to it): the
-    middle of the time axis is kept when shorter (as AST does for its AudioSet -> ESC-50 transfer), bilinear
-    interpolation when longer. Patches are frequency-major (index f * T + t) in transformers' AST."""
-    from .audio import ast_grid
-
-    key = "audio_spectrogram_transformer.embeddings.position_embeddings"
-    f_dim, t_old = ast_grid(config)
-    config.max_length = int(frames)
-    _, t_new = ast_grid(config)
-    if key not in state or t_new == t_old:
-        return state
-    pos = state[key]
-    d = pos.shape[-1]
-    grid = pos[:, 2:].reshape(1, f_dim, t_old, d).permute(0, 3, 1, 2)  # (1, D, F, T)
-    if t_new < t_old:
-        start = t_old // 2 - t_new // 2
-        grid = grid[..., start:start + t_new]
-    else:
-        grid = torch.nn.functional.interpolate(grid, size=(f_dim, t_new), mode="bilinear")
-    grid = grid.permute(0, 2, 3, 1).reshape(1, f_dim * t_new, d)
-    return {**state, key: torch.cat([pos[:, :2], grid], dim=1).contiguous()}
-
-
 # ---- the task base -----------------------------------------------------------------------------------------------
 
 
@@ -188,10 +98,16 @@ def _check_init(v: str) -> Optional[str]:
     return "use auto, imagenet, scratch or hub:<model id>"
 
 
-def ast_params(*, frames: int, frames_help: str, lr: float, lr_help: str, epochs: float, batch_size: int,
+def ast_params(*, frames_help: str, lr: float, lr_help: str, epochs: float, batch_size: int,
                warmup: int, decay_start: int, decay_every: int, decay: float, freqm: int, timem: int,
-               weight_avg_from: int = 0) -> dict[str, Param]:
-    """The AST recipe parameters shared by the audio tasks, with each task's recipe as defaults."""
+               weight_avg_from: int = 0, eval_batch_size: int = 48, num_workers: int = -1) -> dict[str, Param]:
+    """The AST recipe parameters shared by the audio tasks, with each task's recipe as defaults.
+
+    >>> p = ast_params(frames_help="", lr=1e-4, lr_help="", epochs=25.0, batch_size=48, warmup=0,
+    ...                decay_start=5, decay_every=1, decay=0.85, freqm=24, timem=96)
+    >>> p["lr_decay"].default, p["timem"].default
+    (0.85, 96)
+    """
     return {
         "init": Param(str, "auto", "imagenet (timm DeiT adapted as AST does) | scratch | hub:<id> (a transformers "
                       "AST checkpoint; its position embeddings are fitted to `frames`) | auto (imagenet; scratch for "
@@ -203,7 +119,7 @@ def ast_params(*, frames: int, frames_help: str, lr: float, lr_help: str, epochs
                         min=0.01, max=1000.0),
         "lr": Param(float, lr, lr_help, min=0.0, max=1.0),
         "batch_size": Param(int, batch_size, "training batch size", min=1, max=65_536),
-        "eval_batch_size": Param(int, 48, "evaluation batch size", min=1, max=65_536),
+        "eval_batch_size": Param(int, eval_batch_size, "evaluation batch size", min=1, max=65_536),
         "warmup": Param(int, warmup, "linear learning-rate warm-up, in batches", min=0, max=10_000_000),
         "lr_decay_start": Param(int, decay_start, "multiply the LR by lr_decay after this epoch and every "
                                 "lr_decay_every epochs after", min=0, max=10_000),
@@ -214,8 +130,8 @@ def ast_params(*, frames: int, frames_help: str, lr: float, lr_help: str, epochs
         "freqm": Param(int, freqm, "SpecAugment: one frequency mask narrower than this (bins)", min=0, max=128),
         "timem": Param(int, timem, "SpecAugment: one time mask narrower than this (frames at the default input "
                        "length; scaled with frames)", min=0, max=8192),
-        "num_workers": Param(int, -1, "DataLoader workers decoding and computing fbanks; -1 = min(16, CPUs - 1)",
-                             min=-1, max=256),
+        "num_workers": Param(int, num_workers, "DataLoader workers decoding and resampling clips (the fbank runs "
+                             "batched on the model's device); -1 = min(16, CPUs - 1)", min=-1, max=256),
         "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit; for small subsets); empty = off"),
         "checkpoint_every": Param(int, 5000, "steps between accelerator.save_state for resuming (0 = off)", min=0),
         "data_seed": Param(int, 0, "seed of the data splits and subsets (model seeds vary per run)", min=0),
@@ -223,11 +139,13 @@ def ast_params(*, frames: int, frames_help: str, lr: float, lr_help: str, epochs
 
 
 class ASTTask(Task):
-    """An AST task on log-mel fbanks: subclasses set `default_frames`, `fbank_stats` and implement `load`,
-    calling `_set_n_train` with the training-set size; the budget is `epochs` of it."""
+    """An AST task: subclasses set `default_frames`, `fbank_stats` and implement `load`, calling `_set_n_train`
+    with the training-set size (the budget is `epochs` of it). Their datasets yield (padded 16 kHz waveform,
+    length) pairs (`benchmark.audio.AudioClipDataset`, MixUp on waveforms there); the model built here computes
+    the fbank batched on its device and applies SpecAugment to it while training."""
 
     default_frames: int = 1024  # input length of the recipe at model sizes base / small
-    fbank_stats: tuple[float, float] = (-4.2677393, 4.5689974)  # (mean, std) of the dataset's fbanks
+    fbank_stats: tuple[float, float] = (AUDIOSET_MEAN, AUDIOSET_STD)  # (mean, std) of the dataset's fbanks
     weight_decay = 5e-7  # AST's Adam
 
     def __init__(self, **params: Any) -> None:
@@ -244,7 +162,7 @@ class ASTTask(Task):
                             f"model_size={self.model_size} has none: use --init scratch or --model-size base/small")
         self._n_train: Optional[int] = None
         self._model_config = None
-        self._init_state: Optional[dict[str, torch.Tensor]] = None
+        self._init_state: Optional[dict[str, Any]] = None
         self._init_note = ""
 
     @property
@@ -257,15 +175,17 @@ class ASTTask(Task):
         self._n_train = int(n)
 
     @property
+    def max_samples(self) -> int:
+        """Samples kept per clip: `frames` x 10 ms."""
+        return self.n_frames * FRAME_SHIFT
+
+    @property
     def _timem(self) -> int:
         return int(round(self.timem * self.n_frames / self.default_frames))
 
-    def fbank(self) -> Fbank:
-        return Fbank(self.n_frames, mean=self.fbank_stats[0], std=self.fbank_stats[1])
-
     def train_config(self) -> dict[str, Any]:
         # computed before the data is read (run ids): the budget is in epochs of the training set
-        return {
+        config = {
             "budget_epochs": float(self.epochs),
             "batch_size": int(self.batch_size),
             "lr": float(self.lr),
@@ -280,12 +200,15 @@ class ASTTask(Task):
             "init": self.init_kind,
             "model_size": self.model_size,
         }
+        if hasattr(self, "mixup"):
+            config["mixup"] = [float(self.mixup), float(self.mixup_alpha)]
+        return config
 
     # ---- model --------------------------------------------------------------------------------------------------
     def _prepare_init(self) -> str:
         """Model config and initial weights, fetched once per process; returns a note saying what the model
         starts from."""
-        from .audio import hub_ast, local_ast_init
+        from .audio.model import fit_time_positions, hub_ast, local_ast_init
 
         if self._model_config is not None:
             return self._init_note
@@ -303,26 +226,20 @@ class ASTTask(Task):
         self._model_config, self._init_state = config, state
         return self._init_note
 
-    def build_model(self) -> torch.nn.Module:
-        from .audio import build_ast
+    def build_model(self):
+        """AST with the batched fbank (this task's statistics) and SpecAugment in front."""
+        from .audio.features import Fbank
+        from .audio.model import build_ast
 
         self._prepare_init()
-        return build_ast(self._model_config, self._init_state)
+        fbank = Fbank(self.n_frames, mean=self.fbank_stats[0], std=self.fbank_stats[1])
+        return build_ast(self._model_config, self._init_state, fbank, self.freqm, self._timem)
 
-    def build_optimizer(self, model: torch.nn.Module, total_steps: int):
-        from .audio import ASTClassifier, ASTSchedule, WeightAverager
+    def build_optimizer(self, model, total_steps: int):
+        from .audio.recipe import ast_optimizer
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=self.lr, betas=(0.95, 0.999), weight_decay=self.weight_decay)
-        averager = None
-        if self.weight_avg_from > 0 and isinstance(model, ASTClassifier):
-            averager = WeightAverager(params, self.weight_avg_from)
-            model.averager = averager
-        return opt, ASTSchedule(opt, self._n_train / self.batch_size, warmup=self.warmup,
-                                decay_start=self.lr_decay_start, decay_every=self.lr_decay_every,
-                                gamma=self.lr_decay, averager=averager)
-
-    def augment_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from .audio import spec_augment
-
-        return spec_augment(x, self.freqm, self._timem), y
+        if self._n_train is None:
+            raise RuntimeError(f"{self.name}: the optimizer is built once the data is loaded")
+        return ast_optimizer(model, self.lr, self._n_train / self.batch_size, total_steps, warmup=self.warmup,
+                             decay_start=self.lr_decay_start, decay_every=self.lr_decay_every, gamma=self.lr_decay,
+                             average_from=self.weight_avg_from, weight_decay=self.weight_decay)

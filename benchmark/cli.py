@@ -13,14 +13,16 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import UserError
+from .core.errors import UserError
 from .params import split_specs
 from .registry import METHODS, TASKS, get_method, get_task, list_methods, list_tasks, load_plugin
-from .sweep import Sweep, entries_from_specs, load_sweep, parse_shard
+from .sweep import Sweep, check_seed_count, check_seeds, entries_from_specs, load_sweep, parse_shard
 
 # The offline default grid: every default in one place, each with why.
 # offline: two generated tasks (both label types) and one real dataset that ships with scikit-learn
-DEFAULT_TASKS = ["synth-multilabel", "synth-singlelabel", "digits-lt"]
+# the single-label tasks carry a hidden deployment set drawn from the backward10 prior: the report estimates its
+# prior from the unlabeled scores, answers for it, and checks the estimate against the truth
+DEFAULT_TASKS = ["synth-multilabel", "synth-singlelabel:deploy_prior=backward10", "digits-lt:deploy_prior=backward10"]
 DEFAULT_METHODS = [
     "oversample:beta=0.25",  # weak partial balancing: with 0.5 and 1 (and the baseline as 0) the paper's β curve
     "oversample:beta=0.5",  # the paper's partial balancing
@@ -28,10 +30,22 @@ DEFAULT_METHODS = [
     "class_weighted",  # the loss-side counterpart of oversampling
     "focal",  # the most common loss-based alternative
     "logit_adjust",  # post-hoc: re-scores the baseline's stored logits, costs no training
+    "prior_adapt",  # post-hoc: re-scores the baseline to the estimated deployment prior (free correction vs retraining)
 ]
+# A per-class shift of the logits cannot reorder a class's examples, so on multi-label tasks (ranking metrics
+# only: mAP, AUC, d') post-hoc logit adjustment equals the baseline exactly: the default grid runs it on
+# single-label tasks only (an explicit --method still runs it anywhere; the report names such methods once).
+DEFAULT_SINGLE_LABEL_ONLY = {"logit_adjust", "prior_adapt"}  # prior_adapt: a per-class shift too
 DEFAULT_SEEDS = 3  # 3 seeds: a usable t-interval (t=4.3 vs 12.7 at 2 seeds) and the grid stays under 2 minutes
 DEFAULT_OUT = "runs/default"
+# exit statuses (also in --help and README "Sweeps, resuming, clusters")
+EXIT_OK = 0  # every run of the grid finished with status ok
+EXIT_RUNS_FAILED = 1  # the grid went through but some runs failed (status 'failed', listed in the report)
+EXIT_USAGE = 2  # bad input: a one-line error, nothing written
+EXIT_ENVIRONMENT = 3  # stopped by the machine (disk full, quota, read-only): finished runs kept, rerun to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished runs kept, rerun to resume
 DISK_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only filesystem"}
+MAX_AUTO_WORKERS = 4  # default --workers cap: each process holds torch and one task's data (~0.4 GB)
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # --log-with -> pip name
 
 EXAMPLES = """examples:
@@ -45,7 +59,12 @@ EXAMPLES = """examples:
   python run_benchmark.py --sweep sweeps/paper.toml --shard 3/8     # the 4th of 8 parts (e.g. a Slurm array)
   python run_benchmark.py report runs/default               # re-render the report from the JSON files
   python run_benchmark.py report runs/default --views sade --eval-prior my_prior.csv --publish site/
+  python run_benchmark.py evaluate preds/ --out runs/mine    # the same report from your own models' predictions
   ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 run_benchmark.py --task synth-multilabel
+
+exit status: 0 every run ok; 1 some runs failed (the last line says how many; reasons in the report and
+logs/) or an unexpected crash (with a traceback); 2 bad input (one line, nothing written); 3 disk full, quota
+or read-only --out (finished runs kept: rerun to resume); 130 interrupted (Ctrl-C, SIGTERM; rerun to resume).
 
 The baseline 'none' is always run for every task and seed: every leaderboard cell is a change against it.
 Finished runs are skipped when the same command is run again (--overwrite redoes them): a killed sweep
@@ -74,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list methods and tasks, one line each, and exit")
     p.add_argument("--verbose", "-v", action="store_true", help="with --list: parameters, sources, sizes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local processes sharing the grid, each running whole runs (default: $BALANCEBENCH_WORKERS, "
+                        f"else one per core, at most {MAX_AUTO_WORKERS}, when every task trains a small one-thread "
+                        "model on CPU and no GPU, accelerate launch, --overwrite or --log-with is involved; else 1)")
     p.add_argument("--log-with", choices=sorted(TRACKER_PACKAGES), default=None,
                    help="also log each run's loss and final metrics with this accelerate tracker (under --out)")
     p.add_argument("--no-report", action="store_true", help="do not render report.md at the end")
@@ -81,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .py file registering extra methods/tasks (repeatable)")
     p.add_argument("--data", metavar="PATH|HUB_ID", help="data location for tasks with a `data` parameter "
                    "(a local directory / files, or a hub dataset id); same as --task NAME:data=...")
+    p.add_argument("--deploy", metavar="PATH", help="unlabeled deployment examples for tasks with a `deploy` parameter "
+                   "(feature-vector tasks: .npy/.npz/.csv, labels ignored); the report estimates their class prior "
+                   "and answers for it; same as --task NAME:deploy=... (generated sets: NAME:deploy_prior=backward10)")
     p.add_argument("--init", metavar="INIT", help="model initialization for tasks with an `init` parameter "
                    "(e.g. audioset: imagenet | scratch | hub:<id>)")
     p.add_argument("--model-size", metavar="SIZE", help="model size for tasks with a `model_size` parameter "
@@ -106,19 +132,28 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
                         "100; 0: intervals over seeds only)")
     g.add_argument("--shot-bins", default=None, metavar="MANY,FEW",
                    help="per-class bins: many > MANY, few < FEW training examples (default 100,20)")
+    g.add_argument("--reset-options", action="store_true",
+                   help="forget the saved options (report_options.json): start from the defaults, then apply "
+                        "the flags given with it")
 
 
 def report_options(args: argparse.Namespace, out: Path, tasks: Optional[list] = None):
-    """The prior-shift options for `out`: the saved ones updated by the flags given (validated here), or None
-    when no flag was given (the saved ones, if any, apply unchanged)."""
+    """The prior-shift options for `out`: the saved ones (the defaults with --reset-options) updated by the flags
+    given, or None when neither was given (the saved ones then apply unchanged).
+
+    Every user prior, given now or saved by an earlier command, is checked against `tasks` (objects with `name`
+    and `class_names`: the grid's tasks, or those of a run directory's results) before anything is saved or run;
+    an error about a saved one names the file and --reset-options.
+    """
+    from reports.options import OPTIONS_FILE, Options, load_options
+
+    from .core.priors import prior_entry, priors_for
+    from .core.views import expand_view_names
+
     given = [args.views, args.eval_prior, args.bootstrap, args.shot_bins]
-    if all(v is None for v in given):
-        return None
-    from reports.priorshift import load_options, prior_entry, priors_for
-
-    from .views import expand_view_names
-
-    opts = load_options(out)
+    reset = bool(getattr(args, "reset_options", False))
+    opts = Options() if reset else load_options(out)
+    saved_priors = bool(opts.priors) and args.eval_prior is None
     if args.views is not None:
         opts.views = expand_view_names(split_specs(args.views))
     if args.bootstrap is not None:
@@ -139,14 +174,49 @@ def report_options(args: argparse.Namespace, out: Path, tasks: Optional[list] = 
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise UserError(f"--eval-prior: two files named '{dup[0]}'; rename one (the file stem names the prior)")
-        for task in tasks or []:  # resolve against every task of the grid now, before any training
-            priors_for(opts, task.name, task.class_names)
         known = {t.name for t in tasks or []}
         for p in opts.priors:
             if tasks is not None and p["task"] is not None and p["task"] not in known:
-                raise UserError(f"--eval-prior {p['task']}={p['path']}: no task '{p['task']}' in this grid "
-                                f"({', '.join(sorted(known))})")
+                raise UserError(f"--eval-prior {p['task']}={p['path']}: no task '{p['task']}' here "
+                                f"({', '.join(sorted(known)) or 'no tasks'})")
+    for task in tasks or []:  # resolve against every task now, before any training or saving
+        try:
+            priors_for(opts.priors, task.name, task.class_names)
+        except UserError as exc:
+            if not saved_priors:
+                raise
+            raise UserError(f"{exc} (this prior is saved in {Path(out) / OPTIONS_FILE} by an earlier command: add "
+                            f"--reset-options to drop the saved report options, or give --eval-prior again)") from None
+    if not reset and all(v is None for v in given):
+        return None
     return opts
+
+
+def store_report_options(out: Path, options, args: argparse.Namespace) -> None:
+    """Save what `report_options` returned; --reset-options alone removes the saved options."""
+    from reports.options import OPTIONS_FILE, save_options
+
+    if options is None:
+        return
+    flags = [args.views, args.eval_prior, args.bootstrap, args.shot_bins]
+    if getattr(args, "reset_options", False) and all(v is None for v in flags):
+        (Path(out) / OPTIONS_FILE).unlink(missing_ok=True)
+    else:
+        save_options(out, options)
+
+
+def run_dir_tasks(run_dir: Path) -> list:
+    """The tasks (name, class names) of the results in `run_dir`, for checking report options against them."""
+    from types import SimpleNamespace
+
+    from .core.results import iter_results
+
+    seen: dict = {}
+    for _, res in iter_results(run_dir):
+        info = (res or {}).get("task_info") or {}
+        if isinstance(info.get("name"), str) and isinstance(info.get("class_names"), list):
+            seen.setdefault((info["name"], tuple(map(str, info["class_names"]))), None)
+    return [SimpleNamespace(name=name, class_names=list(classes)) for name, classes in seen]
 
 
 def parse_seeds(text: Optional[str]) -> list[int]:
@@ -160,12 +230,13 @@ def parse_seeds(text: Optional[str]) -> list[int]:
             n = int(text)
             if n < 1:
                 raise UserError(f"--seeds {text}: need at least 1 seed; write --seeds 1 (or a list like 0,1,2)")
+            check_seed_count(n, f"--seeds {text}")
             seeds = list(range(n))
     except ValueError:
         raise UserError(f"--seeds {text!r}: give a count (3) or a comma list of seeds (0,1,2)") from None
     if not seeds or any(s < 0 for s in seeds):
         raise UserError(f"--seeds {text!r}: seeds must be non-negative integers")
-    return sorted(set(seeds))
+    return check_seeds(seeds, f"--seeds {text}")
 
 
 def check_writable(out: Path) -> None:
@@ -198,19 +269,39 @@ def list_registry(verbose: bool) -> str:
             for key, prm in cls.params.items():
                 lines.append(f"  {'':<22}   {key}: {prm.describe()}  {prm.help}")
     lines.append("tasks:")
+    shown: set[str] = set()
     for name in list_tasks():
         cls = TASKS.get_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else cls.description
-        kind = "multi-label" if cls.multi_label else "single-label"
-        lines.append(f"  {name:<22} {cls.description or doc}  [{kind}, main metric {cls.main_metric}]")
-        if verbose:
-            for label, value in (("source", cls.source), ("license", cls.license), ("size", cls.size),
-                                 ("GPU time", cls.gpu_time)):
-                if value:
-                    lines.append(f"  {'':<22}   {label}: {value}")
-            for key, prm in cls.params.items():
-                lines.append(f"  {'':<22}   {key}: {prm.describe()}  {prm.help}")
+        members = [n for n in list_tasks() if TASKS.get_class(n).group == cls.group] if cls.group else [name]
+        if verbose and len(members) > 1:
+            if cls.group not in shown:  # the family once, its members one line each
+                shown.add(cls.group)
+                lines += _task_lines(cls, cls.group, f"({len(members)} tasks) {_family_doc(cls)}", details=True)
+                lines += [f"  {'':<22}   {n}: {TASKS.get_class(n).description}" for n in members]
+            continue
+        lines += _task_lines(cls, name, cls.description or _first_line(cls.__doc__), details=verbose)
     return "\n".join(lines)
+
+
+def _first_line(doc: Optional[str]) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def _family_doc(cls: type) -> str:
+    """What a task group is: the first docstring line of the module that defines it (one file per task family)."""
+    return _first_line(sys.modules[cls.__module__].__doc__) or _first_line(cls.__doc__)
+
+
+def _task_lines(cls: type, name: str, text: str, details: bool) -> list[str]:
+    kind = "multi-label" if cls.multi_label else "single-label"
+    lines = [f"  {name:<22} {text}  [{kind}, main metric {cls.main_metric}]"]
+    if details:
+        for label, value in (("source", cls.source), ("license", cls.license),
+                             ("size", "" if cls.group else cls.size), ("GPU time", cls.gpu_time)):
+            if value:
+                lines.append(f"  {'':<22}   {label}: {value}")
+        lines += [f"  {'':<22}   {key}: {prm.describe()}  {prm.help}" for key, prm in cls.params.items()]
+    return lines
 
 
 def resolve_grid(args: argparse.Namespace, sweep: Optional[Sweep] = None):
@@ -224,10 +315,14 @@ def resolve_grid(args: argparse.Namespace, sweep: Optional[Sweep] = None):
     if sweep is not None:
         task_entries, method_entries = sweep.tasks, sweep.methods
     else:
+        for value in args.method or []:  # else only the baseline would run, and exit 0
+            if not split_specs([value]):
+                raise UserError(f"--method {value!r} names no method; give e.g. --method oversample (see --list), "
+                                f"or leave --method out for the default grid")
         task_entries = entries_from_specs(split_specs(args.task) if args.task else DEFAULT_TASKS)
         method_entries = entries_from_specs(split_specs(args.method) if args.method else DEFAULT_METHODS)
-    flags = {k: v for k, v in (("data", args.data), ("init", args.init), ("model_size", args.model_size))
-             if v is not None}
+    flags = {k: v for k, v in (("data", args.data), ("init", args.init), ("model_size", args.model_size),
+                               ("deploy", getattr(args, "deploy", None))) if v is not None}
     overrides = {**(sweep.overrides if sweep is not None else {}), **flags}
     tasks = []
     for e in task_entries:
@@ -243,7 +338,23 @@ def resolve_grid(args: argparse.Namespace, sweep: Optional[Sweep] = None):
             raise UserError(f"{flag} applies to tasks with a '{key}' parameter; none of "
                             f"{', '.join(t.name for t in tasks)} has one (see --list --verbose)")
     methods = [get_method("none")] + [get_method(e.name, **e.params) for e in method_entries]
+    # the seeds are checked before any note below is printed: a bad input is one line
+    if args.seeds is None and sweep is not None and sweep.seeds is not None:
+        seeds = sweep.seeds
+    else:
+        seeds = parse_seeds(args.seeds)
+    if sweep is None and not args.method:
+        ml_tasks = [t.name for t in tasks if t.multi_label]
+        for m in [m for m in methods if m.name in DEFAULT_SINGLE_LABEL_ONLY]:
+            m.multi_label = False  # this instance only: check_task / grid_specs skip multi-label tasks
+            if ml_tasks and os.environ.get("RANK", "0") == "0":
+                print(f"note: the default grid runs '{m.name}' on single-label tasks only: on "
+                      f"{', '.join(ml_tasks)} it would equal the baseline exactly (ranking metrics)", file=sys.stderr)
+        if all(t.multi_label for t in tasks):
+            methods = [m for m in methods if m.name not in DEFAULT_SINGLE_LABEL_ONLY]
     for m in methods:
+        if m.name in DEFAULT_SINGLE_LABEL_ONLY and not m.multi_label and sweep is None and not args.method:
+            continue  # said above
         # a method that fits none of the tasks is an error; one that fits some is skipped on the others
         errors = []
         for t in tasks:
@@ -256,10 +367,6 @@ def resolve_grid(args: argparse.Namespace, sweep: Optional[Sweep] = None):
         if errors and os.environ.get("RANK", "0") == "0":
             for exc in errors:
                 print(f"note: skipping: {exc}", file=sys.stderr)
-    if args.seeds is None and sweep is not None and sweep.seeds is not None:
-        seeds = sweep.seeds
-    else:
-        seeds = parse_seeds(args.seeds)
     return tasks, methods, seeds
 
 
@@ -302,7 +409,105 @@ def _interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def run(args: argparse.Namespace) -> int:
+def workers_given(args: argparse.Namespace) -> Optional[int]:
+    """--workers, else $BALANCEBENCH_WORKERS (the test suite sets 1: its tiny grids are not worth a second
+    interpreter), else None (decided by `local_workers`); validated."""
+    value, where = args.workers, f"--workers {args.workers}"
+    if value is None and os.environ.get("BALANCEBENCH_WORKERS", "").strip():
+        raw = os.environ["BALANCEBENCH_WORKERS"].strip()
+        where = f"BALANCEBENCH_WORKERS={raw}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise UserError(f"{where}: give a number of processes such as 1") from None
+    if value is None:
+        return None
+    if value < 1:
+        raise UserError(f"{where}: give 1 or more processes")
+    if value > 1 and (args.overwrite or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        why = "--overwrite redoes runs older than each process's start" if args.overwrite else \
+            "accelerate launch already starts the processes"
+        raise UserError(f"{where}: several local processes cannot share this grid ({why}); use --workers 1")
+    return value
+
+
+def local_workers(args: argparse.Namespace, tasks: list) -> int:
+    """How many local processes share the grid: `--workers`, else one per core (at most MAX_AUTO_WORKERS) when
+    runs are small and independent: every task trains a one-thread model on CPU (`Task.cpu_threads == 1`), there
+    is no GPU and no `accelerate launch`, and neither --overwrite (its cut-off time is per process) nor --log-with
+    (one tracker per process) is given. Results do not depend on it: each run is seeded and single-threaded."""
+    given = workers_given(args)
+    if given is not None:
+        return given
+    import torch
+
+    if (int(os.environ.get("WORLD_SIZE", "1")) > 1 or torch.cuda.is_available() or torch.backends.mps.is_available()
+            or args.overwrite or args.log_with or any(t.cpu_threads != 1 for t in tasks)):
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                      MAX_AUTO_WORKERS))
+
+
+def _die_with_parent() -> None:
+    """Run in a helper before it starts (Linux): it gets SIGTERM when this process dies, even by SIGKILL, so a
+    killed command leaves no process behind that would finish the grid (its claims are released on SIGTERM)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the helper outlives a SIGKILLed parent, its claims go stale
+        pass
+
+
+class Helper:
+    """A helper process running this same command on the same --out (see `start_helpers`)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        import subprocess
+
+        self.log = tempfile.TemporaryFile(mode="w+")  # its stderr: shown only if it fails
+        cmd = [sys.executable, "-m", "benchmark.cli", *argv, "--workers", "1", "--no-report", "--quiet"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+    def wait(self) -> int:
+        """Its exit code, once it has exited; a crash (not a failed run) is reported in one line."""
+        code = self.proc.wait()
+        self.log.seek(0)
+        lines = self.log.read().splitlines()
+        for line in lines:  # what it said about the runs it took (a redone corrupt result, a failed run) is kept
+            if line.startswith(("warning: ", "run failed: ")):
+                print(line, file=sys.stderr)
+        if code not in (EXIT_OK, EXIT_RUNS_FAILED):
+            last = ([line for line in lines if line.strip()] or ["no output"])[-1]
+            print(f"warning: helper process {self.proc.pid} exited with code {code} ({last.strip()}); this "
+                  f"process runs what it left", file=sys.stderr)
+        self.log.close()
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM (unwinds like Ctrl-C there: its claims are released), then reap it."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # its claims go stale and are taken over by the next run
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def start_helpers(n: int, argv: Sequence[str]) -> list[Helper]:
+    """`n` more processes running this same command on the same --out, quietly and without the report: the claim
+    files (benchmark.claims) give each run to exactly one process, and `run_grid` waits for them."""
+    return [Helper(argv) for _ in range(max(n, 0))]
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    """The `run_benchmark.py [options]` command; `argv` (its arguments) is what helper processes are started with."""
     for plugin in args.plugin:
         load_plugin(plugin)
     if args.list:
@@ -313,38 +518,50 @@ def run(args: argparse.Namespace) -> int:
     tasks, methods, seeds = resolve_grid(args, sweep)
     check_tracker(args.log_with)
     out = Path(args.out or (sweep.out if sweep is not None and sweep.out else DEFAULT_OUT))
-
-    # imports torch and accelerate: only once the input is known to be good
-    from .runner import check_results_dir, plan, run_grid
-
-    check_results_dir(out)
-    if not plan(tasks, methods, seeds):
-        raise UserError("the grid has zero runs; give at least one task and one seed")
-    if shard is not None and not plan(tasks, methods, seeds, shard):
-        n = len(plan(tasks, methods, seeds))
-        print(f"--shard {args.shard}: this part of the grid is empty (the grid has {n} runs); nothing to do",
-              file=sys.stderr)
-        return 0
-    created = [d for d in (out, *out.parents) if not d.exists()]
+    workers_given(args)  # checked before torch is imported, as every argument
     options = report_options(args, out, tasks)
+    created = [d for d in (out, *out.parents) if not d.exists()]
     check_writable(out)
-    if options is not None:
-        from reports.priorshift import save_options
-
-        save_options(out, options)
-    _interrupt_on_sigterm()
-    t0 = time.perf_counter()
+    helpers: list = []
     try:
+        # imports torch and accelerate: only once the arguments are known to be good (their errors stay fast)
+        from .runner import check_results_dir, plan, run_grid
+
+        check_results_dir(out)
+        if not plan(tasks, methods, seeds):
+            raise UserError("the grid has zero runs; give at least one task and one seed")
+        if shard is not None and not plan(tasks, methods, seeds, shard):
+            n = len(plan(tasks, methods, seeds))
+            print(f"--shard {args.shard}: this part of the grid is empty (the grid has {n} runs); nothing to do",
+                  file=sys.stderr)
+            for d in created:
+                prune_empty(d)
+            return 0
+        store_report_options(out, options, args)
+        _interrupt_on_sigterm()
+        t0 = time.perf_counter()
+        helpers = start_helpers(local_workers(args, tasks) - 1, argv)
         summary = run_grid(tasks, methods, seeds, out, overwrite=args.overwrite, quiet=args.quiet,
-                           mixed_precision=args.mixed_precision, report=not args.no_report, shard=shard,
-                           log_with=args.log_with)
+                           mixed_precision=args.mixed_precision, shard=shard, log_with=args.log_with,
+                           helpers=helpers)
     except BaseException:
+        for helper in helpers:
+            helper.stop()
         for d in created:  # innermost first: what this command created and left empty goes
             prune_empty(d)
         raise
-    if summary is not None:
-        print(f"{summary} in {time.perf_counter() - t0:.1f} s")
-    return 0
+    if summary is None:  # the other ranks of a multi-process launch
+        return EXIT_OK
+    text = str(summary)
+    if not args.no_report:
+        from reports import render_report
+
+        text += f"\nreport: {render_report(out)}"
+    print(f"{text} in {time.perf_counter() - t0:.1f} s")
+    failed = summary.failed_line()
+    if failed is not None:
+        print(failed)
+    return EXIT_OK if failed is None else EXIT_RUNS_FAILED
 
 
 def report_main(argv: Sequence[str]) -> int:
@@ -362,14 +579,95 @@ def report_main(argv: Sequence[str]) -> int:
     if args.publish is not None and Path(args.publish).exists() and not Path(args.publish).is_dir():
         raise UserError(f"--publish {args.publish}: a file is in the way; choose a folder name")
     from reports import render_report
-    from reports.priorshift import save_options
 
-    options = report_options(args, run_dir)
-    if options is not None:
-        save_options(run_dir, options)
+    options = report_options(args, run_dir, run_dir_tasks(run_dir))
+    store_report_options(run_dir, options, args)
     path = render_report(run_dir, options=options, publish=args.publish)
     print(f"wrote {path}" + (f" and {Path(args.publish) / 'README.md'}" if args.publish else ""))
     return 0
+
+
+DEFAULT_EVALUATE_OUT = "runs/evaluate"
+
+
+def evaluate_main(argv: Sequence[str]) -> int:
+    """`evaluate PATH...`: the report from prediction files written by any training code (no torch import)."""
+    p = argparse.ArgumentParser(
+        prog="run_benchmark.py evaluate",
+        description="Build the full report (leaderboards per evaluation view with CIs, prior-shift curve, β on "
+                    "validation, per-class analysis) from prediction files: one .npz per trained model with "
+                    "pool_scores (n, C), pool_labels and metadata task / method / seed (see README, 'Evaluate "
+                    "predictions from your own training code'). A balancebench run's own results/ are accepted too.",
+        epilog="example: python run_benchmark.py evaluate preds/ --out runs/mine --baseline erm --views sade")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".npz prediction files, or directories (every .npz "
+                   "under them)")
+    p.add_argument("--out", default=DEFAULT_EVALUATE_OUT,
+                   help=f"where results/, report.md and summary.json go (default {DEFAULT_EVALUATE_OUT})")
+    p.add_argument("--baseline", default="none", metavar="SPEC",
+                   help="the method spec of each task's baseline, every other method's Δ is against it "
+                        "(default: none)")
+    p.add_argument("--train-counts", action="append", default=[], metavar="[TASK=]FILE",
+                   help="training examples per class, CSV 'class,count' (class by index or name), for files "
+                        "without a train_counts array; TASK= limits it to one task")
+    p.add_argument("--publish", metavar="DIR", help="also write a self-contained folder: README.md (the report), "
+                   "its PNG figures, results.csv and summary.json")
+    p.add_argument("--no-report", action="store_true", help="write the result records only (render later with "
+                   "`run_benchmark.py report OUT`)")
+    add_report_options(p)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.publish is not None and Path(args.publish).exists() and not Path(args.publish).is_dir():
+        raise UserError(f"--publish {args.publish}: a file is in the way; choose a folder name")
+    from .predictions import MANIFEST, load_predictions, write_results
+
+    t0 = time.perf_counter()
+    tasks = load_predictions(args.paths, baseline=args.baseline, train_counts=args.train_counts)
+    inside = next((f.path for t in tasks.values() for f in t.files
+                   if (out / "results").resolve() in f.path.parents), None)
+    if inside is not None:
+        raise UserError(f"--out {out}: {inside} is one of its result files; choose another --out for the evaluation")
+    if (out / "results").is_dir() and not (out / MANIFEST).is_file():
+        raise UserError(f"--out {out}: holds results of a benchmark run; choose an empty or new --out (evaluate "
+                        f"replaces what it wrote there before, nothing else)")
+    options = report_options(args, out, list(tasks.values()))
+    created = [d for d in (out, *out.parents) if not d.exists()]
+    check_writable(out)
+    try:
+        paths = write_results(tasks, out)
+    except BaseException:
+        for d in created:  # innermost first: what this command created and left empty goes
+            prune_empty(d)
+        raise
+    n_files = sum(len(t.files) for t in tasks.values())
+    print(f"evaluated {n_files} prediction files of {len(tasks)} tasks: {len(paths)} results in {out / 'results'} "
+          f"({time.perf_counter() - t0:.1f} s)")
+    if options is not None:
+        from reports.options import save_options
+
+        save_options(out, options)
+    if args.no_report:
+        return 0
+    from reports import render_report
+
+    path = render_report(out, options=options, publish=args.publish)
+    print(f"wrote {path}" + (f" and {Path(args.publish) / 'README.md'}" if args.publish else ""))
+    return 0
+
+
+NEGATIVE_VALUE_FLAGS = ("--shard", "--seeds")  # argparse reads "-1/2" after them as an option, not a value
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--shard -1/2` as `--shard=-1/2`, so that the value reaches its own check and its one-line error."""
+    import re
+
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in NEGATIVE_VALUE_FLAGS and re.fullmatch(r"-\d[\d,/ ]*", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -377,17 +675,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if argv and argv[0] == "report":
             return report_main(argv[1:])
-        return run(build_parser().parse_args(argv))
+        if argv and argv[0] == "evaluate":
+            return evaluate_main(argv[1:])
+        return run(build_parser().parse_args(_attach_negative_values(argv)), argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"error: {DISK_ERRORS[exc.errno]}{where}; {os.strerror(exc.errno).lower()}: free space or choose another "
               f"--out, then rerun the same command (finished runs are kept)", file=sys.stderr)
-        return 1
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("interrupted: finished runs are saved; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # `python -m benchmark.cli ...`: how helper processes (--workers) are started
+    sys.exit(main())

@@ -7,8 +7,10 @@ and writes `<run_id>.npz` then `<run_id>.json` atomically from the main process 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import io
+import itertools
 import json
 import math
 import platform
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -26,20 +29,25 @@ from accelerate import Accelerator
 from accelerate.utils import send_to_device, set_seed
 from torch.utils.data import DataLoader
 
-from . import metrics as M
-from .errors import UserError
-from .method import Method, TrainInfo
+from .core.errors import UserError
+from .method import Method, MethodError, TrainInfo
 from .params import format_spec
-from .results import SCHEMA_VERSION, atomic_write_bytes, read_result, result_path, run_id, write_result
+from .core.results import SCHEMA_VERSION, atomic_write_bytes, read_result, result_path, run_id, write_result
 from .sampling import BudgetBatchSampler, ShardedBatchSampler
 from .task import ArrayDataset, Task, TaskData, collate
-from .views import View, ViewContext, build_views
+from .core.scoring import score_views
+from .core.views import View, ViewContext, build_views
 
 _DEFAULT_THREADS = torch.get_num_threads()  # restored for tasks that want torch's default (large models)
 CHECK_FINITE_EVERY = 25  # steps between loss checks: NaN persists once it appears, and a check syncs the GPU
 # What a baseline (`none`) run keeps for methods that build on it without retraining it:
 STORE_MODEL_MAX_BYTES = 64 * 2**20  # its state_dict as <run_id>.pt (larger: only when the grid has a method needing it)
 STORE_FEATURES_MAX_BYTES = 256 * 2**20  # the linear head's inputs on pool + val, and the head, in its .npz
+
+
+# the Method seams the engine calls (benchmark/method.py); an exception raised inside one fails only that run
+METHOD_HOOKS = frozenset({"setup", "resample", "prepare_model", "train_samples", "repeat_factors", "epoch_indices",
+                          "epoch_head", "loss", "adjust_logits", "posthoc_scores"})
 
 
 class TrainingDiverged(RuntimeError):
@@ -108,6 +116,10 @@ def prepare_task(task: Task) -> PreparedTask:
     train = TrainInfo(labels=tr.labels, multi_label=task.multi_label, num_classes=task.num_classes,
                       budget_samples=int(task.budget_samples), features=tr.features)
     counts = train.class_counts
+    if data.deploy is not None:  # its prior is estimated after calibrating on validation: fail before training
+        from .core.labelshift import check_calibration_data
+
+        check_calibration_data(data.val.labels, task.multi_label, task.num_classes, counts > 0)
 
     def views_of(split, groups):
         ctx = ViewContext(labels=split.labels, multi_label=task.multi_label, num_classes=task.num_classes,
@@ -116,6 +128,22 @@ def prepare_task(task: Task) -> PreparedTask:
         return build_views(task.views, ctx)
 
     return PreparedTask(task, data, train, views_of(data.pool, data.pool_groups), views_of(data.val, data.val_groups))
+
+
+def batch_per_process(task: Task, num_processes: int) -> int:
+    """Each process's share of the task's (global) batch; a UserError when the batch does not divide.
+
+    >>> from types import SimpleNamespace
+    >>> batch_per_process(SimpleNamespace(name="t", batch_size=128), 2)
+    64
+    """
+    b, n = int(task.batch_size), int(num_processes)
+    if b % n:
+        fits = [k for k in range(1, min(b, 64) + 1) if b % k == 0]
+        raise UserError(f"task '{task.name}': its batch of {b} does not divide over {n} processes (each process "
+                        f"takes an equal share of the global batch); launch {', '.join(map(str, fits[-4:]))} "
+                        f"processes, or set the task's batch_size to a multiple of {n}")
+    return b // n
 
 
 def _check_labels(task: Task, split: str, labels: np.ndarray) -> None:
@@ -184,30 +212,45 @@ class Engine:
         t0 = time.perf_counter()
         task, method = spec.task, spec.method
         method.check_task(task.multi_label, task.name)
-        method.setup(prepared.train)
+        before = self._artifacts(spec)
         self.log(spec, f"start {spec.task_spec} {spec.method_spec} seed={spec.seed}")
+        try:
+            return self._run(spec, prepared, t0)
+        except BaseException:
+            if self.acc.is_main_process:
+                self._remove_orphans(spec, before)
+            raise
+
+    def _run(self, spec: RunSpec, prepared: PreparedTask, t0: float) -> Optional[dict]:
+        method = spec.method
         self._start_tracking(spec)
         error = None
         seen = None
         try:
+            method.setup(prepared.train)
+            for warning in method.setup_warnings:  # e.g. a threshold that makes the method a no-op on this task
+                self.log(spec, f"warning: {warning}")
             if method.posthoc:
                 pool_logits, val_logits, seen = self._baseline_scores(spec)
-                train_time, extra = 0.0, {}
+                train_time, extra = 0.0, self._baseline_deploy(spec)
             else:
                 pool_logits, val_logits, seen, train_time, extra = self._train_and_score(spec, prepared)
-        except TrainingDiverged as exc:
-            error, pool_logits, val_logits, train_time = str(exc), None, None, time.perf_counter() - t0
-            extra = {}
-            self.log(spec, f"failed: {error}")
+        except Exception as exc:
+            error = self._failure(spec, exc)
+            if error is None:
+                raise
+            pool_logits, val_logits, train_time, extra = None, None, time.perf_counter() - t0, {}
         if not self.acc.is_main_process:
             self.acc.wait_for_everyone()
             return None
         t1 = time.perf_counter()
         try:
             result = self._result(spec, prepared, pool_logits, val_logits, seen, error)
-        except TrainingDiverged as exc:  # e.g. a post-hoc adjustment that makes the scores NaN
-            error, pool_logits, val_logits = str(exc), None, None
-            self.log(spec, f"failed: {error}")
+        except Exception as exc:  # e.g. a post-hoc adjustment that makes the scores NaN, or that raises
+            error = self._failure(spec, exc)
+            if error is None:
+                raise
+            pool_logits, val_logits = None, None
             result = self._result(spec, prepared, None, None, seen, error)
         result["train_time_s"] = round(train_time, 3)
         result["eval_time_s"] = round(time.perf_counter() - t1, 3)
@@ -219,6 +262,59 @@ class Engine:
         self._end_tracking(result)
         self.acc.wait_for_everyone()
         return result
+
+    def _failure(self, spec: RunSpec, exc: Exception) -> Optional[str]:
+        """The one-line reason when `exc` fails only this run, logged with its traceback; None when it is not
+        the run's own failure (an engine bug, a full disk: the caller re-raises it).
+
+        The run's own failures: a diverged loss, a hook returning something unusable (`MethodError`), and any
+        exception raised inside one of the method's hooks (a plugin's bug), named by the innermost hook frame.
+        """
+        if isinstance(exc, UserError):  # bad input (e.g. imblearn on a task without feature vectors): one line, exit 2
+            return None
+        if isinstance(exc, (TrainingDiverged, MethodError)):
+            reason = str(exc)
+        elif isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+            return None
+        else:
+            hook = _raising_hook(exc, spec.method)
+            if hook is None:
+                return None
+            text = " ".join(str(exc).split()) or "(no message)"
+            reason = f"method '{spec.method.name}': {hook} raised {type(exc).__name__}: {text}"
+        tb = "" if isinstance(exc, TrainingDiverged) else "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        self.log(spec, f"failed: {reason}{tb}")
+        return reason
+
+    def _artifacts(self, spec: RunSpec) -> dict[str, Optional[int]]:
+        """mtime (ns) of this run's result, scores, model and log files, None where missing."""
+        out = {}
+        for kind, p in self._artifact_paths(spec).items():
+            try:
+                out[kind] = p.stat().st_mtime_ns
+            except FileNotFoundError:
+                out[kind] = None
+        return out
+
+    def _artifact_paths(self, spec: RunSpec) -> dict[str, Path]:
+        res = self.path(spec)
+        return {"json": res, "npz": res.with_suffix(".npz"), "pt": res.with_suffix(".pt"),
+                "log": self.out / "logs" / f"{spec.run_id}.log"}
+
+    def _remove_orphans(self, spec: RunSpec, before: dict[str, Optional[int]]) -> None:
+        """After an aborted run (a full disk, an interrupt, a crash) that wrote no result: remove the scores and
+        model it wrote (and an older result they no longer match), and its log when this attempt started it and
+        left no checkpoint to resume from. The run directory keeps no file without its JSON."""
+        now, paths = self._artifacts(spec), self._artifact_paths(spec)
+        if now["json"] is not None and now["json"] != before["json"]:
+            return  # the result was written: what it refers to stays
+        wrote = [k for k in ("npz", "pt") if now[k] is not None and now[k] != before[k]]
+        if wrote and now["json"] is not None:
+            wrote.append("json")
+        if before["log"] is None and not (self.out / "checkpoints" / spec.run_id).exists():
+            wrote.append("log")
+        for k in wrote:
+            paths[k].unlink(missing_ok=True)
 
     def _start_tracking(self, spec: RunSpec) -> None:
         """One tracker run per configuration (--log-with), named by its run id."""
@@ -256,28 +352,36 @@ class Engine:
         if method.init_from_baseline:
             self._load_baseline_model(spec, model)
         method.prepare_model(model)
-        sampler = BudgetBatchSampler(method, train, method.train_samples(task.budget_samples), task.batch_size,
-                                     spec.seed)
+        # the task's batch is the global one: each process takes its share, so that the optimizer steps, and the
+        # samples of each step, do not depend on the process count
+        sampler = BudgetBatchSampler(method, train, method.train_samples(task.budget_samples),
+                                     batch_per_process(task, acc.num_processes), spec.seed)
         loader_kw = dict(collate_fn=collate, num_workers=task.num_workers,
                          persistent_workers=False, pin_memory=acc.device.type == "cuda")
         # each process takes its own disjoint part of the stream (not accelerate's prepare, which pads by repeating)
         shard = ShardedBatchSampler(sampler, acc.num_processes, acc.process_index)
-        train_dl = DataLoader(train_ds, batch_sampler=shard, **loader_kw)
         pool_dl = DataLoader(prepared.data.pool.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
         val_dl = DataLoader(prepared.data.val.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
+        deploy = prepared.data.deploy
+        deploy_dl = (DataLoader(deploy.dataset, batch_size=task.eval_batch_size, shuffle=False, **loader_kw)
+                     if deploy is not None else None)
         steps = len(shard)
         optimizer, scheduler = task.build_optimizer(model, steps)
         model, optimizer, pool_dl, val_dl = acc.prepare(model, optimizer, pool_dl, val_dl)
+        if deploy_dl is not None:
+            deploy_dl = acc.prepare(deploy_dl)
         # the scheduler is stepped once per optimizer step of this process and sized with this process's steps;
         # accelerate's prepare_scheduler would step it num_processes times per step
         ckpt = self.out / "checkpoints" / spec.run_id
         start = self._resume(spec, ckpt)
-        batches = acc.skip_first_batches(train_dl, start) if start else train_dl
+        batches = _train_batches(acc, train_ds, shard, start, loader_kw)
         model.train()
         _frozen_to_eval(acc.unwrap_model(model))
         bar = _bar(total=steps, initial=start, desc=f"  {spec.method_spec} seed {spec.seed}", leave=False,
                    disable=self.quiet or not acc.is_main_process)
         step = start
+        plain = _plain_steps(acc)
+        opt = optimizer.optimizer if plain else optimizer
         for step, (x, y) in enumerate(batches, start=start):
             x, y = send_to_device((x, y), acc.device, non_blocking=acc.device.type == "cuda")
             if task.multi_label:
@@ -285,11 +389,17 @@ class Engine:
             x, y = task.augment_batch(x, y)
             logits = model(x)
             loss = method.loss(logits.float(), y, step / steps)
-            acc.backward(loss)
-            optimizer.step()
+            if loss.ndim != 0:  # a metadata check, no GPU sync
+                raise MethodError(f"method '{method.name}': loss returned shape {tuple(loss.shape)}, expected a "
+                                  f"scalar (reduce the batch, e.g. .mean())")
+            if plain:
+                loss.backward()
+            else:
+                acc.backward(loss)
+            opt.step()
             if scheduler is not None:
                 scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             if step % CHECK_FINITE_EVERY == 0 or step == steps - 1:
                 # mean over processes: NaN on any one stops them all at the same step (no DDP hang)
                 value = acc.reduce(loss.detach().float(), reduction="mean").item()
@@ -317,6 +427,8 @@ class Engine:
                      "head_weight": head.weight.detach().float().cpu().numpy(),
                      "head_bias": (head.bias.detach().float().cpu().numpy() if head.bias is not None
                                    else np.zeros(head.out_features, dtype=np.float32))}
+        if deploy_dl is not None:  # unlabeled: only its logits (true labels of a generated set go in apart)
+            extra["deploy_logits"] = self._predict(model, deploy_dl)[0]
         if spec.is_baseline:
             self._save_model(spec, model)
         seen = {
@@ -399,6 +511,14 @@ class Engine:
         model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
         self.log(spec, f"initialized from baseline model {pt.name}")
 
+    def _baseline_deploy(self, spec: RunSpec) -> dict[str, np.ndarray]:
+        """A post-hoc run's deployment logits: the baseline's (the same model), when it scored a deployment set."""
+        npz = self.path(spec.baseline()).with_suffix(".npz")
+        if not npz.exists():
+            return {}
+        with np.load(npz) as z:
+            return {"deploy_logits": z["deploy_logits"]} if "deploy_logits" in z.files else {}
+
     def _baseline_scores(self, spec: RunSpec):
         """Post-hoc methods reuse the baseline's stored scores of the same task and seed (no retraining)."""
         base = spec.baseline()
@@ -425,16 +545,20 @@ class Engine:
             "status": "failed" if error else "ok",
             "error": error,
             "config": spec.config,
-            "task_info": {**task.info(), "skipped": prepared.data.skipped, "notes": prepared.data.notes},
+            "task_info": {**task.info(), "skipped": prepared.data.skipped, "notes": prepared.data.notes,
+                          **({"deploy": prepared.data.deploy_info} if prepared.data.deploy is not None else {})},
             "train_stats": train_stats(train),
             "effective_prior": None,
             "eval": {},
             "val": {},
             "scores_file": None,
-            "env": {**environment(), "num_processes": self.acc.num_processes, "device": str(self.acc.device),
-                    "mixed_precision": str(self.acc.mixed_precision)},
+            "env": {**environment(), "num_processes": self.acc.num_processes,
+                    "batch_per_process": batch_per_process(task, self.acc.num_processes),
+                    "device": str(self.acc.device), "mixed_precision": str(self.acc.mixed_precision)},
             "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+        if spec.method.setup_warnings:
+            result["warnings"] = list(spec.method.setup_warnings)
         if seen is not None:
             cs = np.asarray(seen["class_counts_seen"])
             result["effective_prior"] = {**seen, "imbalance_ratio_seen": _ratio(cs[present])}
@@ -456,8 +580,14 @@ class Engine:
                   "val_logits": val_logits.astype(np.float32), "val_labels": prepared.data.val.labels,
                   **(extra or {})}
         # the scores actually evaluated, when the method adjusts its logits (post-hoc logit adjustment): the
-        # report recomputes metrics on new evaluation priors from these (reports/scores.py)
-        for split, logits in (("pool", pool_logits), ("val", val_logits)):
+        # report recomputes metrics on new evaluation priors from these (benchmark.core.metrics.RunMetrics)
+        if "deploy_logits" in arrays and prepared.data.deploy_true_labels is not None:
+            # kept apart under a name no estimator reads: only the report's "estimate vs truth" check uses it
+            arrays["deploy_true_labels"] = prepared.data.deploy_true_labels
+        splits = [("pool", pool_logits), ("val", val_logits)]
+        if "deploy_logits" in arrays:
+            splits.append(("deploy", arrays["deploy_logits"]))
+        for split, logits in splits:
             adjusted = spec.method.adjust_logits(np.asarray(logits, dtype=np.float64))
             if not np.array_equal(adjusted, logits):
                 arrays[f"{split}_adjusted_logits"] = np.asarray(adjusted, dtype=np.float32)
@@ -469,6 +599,46 @@ class Engine:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(self.path(spec).with_suffix(".npz"), buf.getvalue())
+
+
+def _train_batches(acc: Accelerator, dataset, shard: ShardedBatchSampler, start: int, loader_kw: dict):
+    """This process's training batches from step `start` on, in the stream's order.
+
+    In-memory tensors without workers are gathered a batch at a time straight from the sampler's index arrays:
+    through a DataLoader (index lists, fetch, collate) a small model's step cost ~1.4x a bare PyTorch loop's.
+    Skipped steps are drawn either way, so `draw_counts` and the rest of the stream do not depend on the path.
+    """
+    if isinstance(dataset, ArrayDataset) and not loader_kw.get("num_workers"):
+        return dataset.take_batches(itertools.islice(shard.index_batches(), start, None))
+    train_dl = DataLoader(dataset, batch_sampler=shard, **loader_kw)
+    return acc.skip_first_batches(train_dl, start) if start else train_dl
+
+
+def _plain_steps(acc: Accelerator) -> bool:
+    """Whether `loss.backward()` and the bare optimizer do exactly what accelerate's wrappers would.
+
+    True without a gradient scaler (fp16), gradient accumulation, DeepSpeed, FSDP or XLA: the wrappers then only
+    divide the loss by 1 and call the same methods, but add ~0.15 ms per step (an importlib lookup for LOMO and an
+    inspect.signature call in accelerate 1.x), ~25 % of a small model's step on CPU. DDP's hooks live on the model.
+    """
+    from accelerate.utils import DistributedType
+
+    return (acc.scaler is None and acc.gradient_accumulation_steps == 1
+            and acc.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU))
+
+
+_ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the machine's fault, not the run's: stop the sweep
+
+
+def _raising_hook(exc: BaseException, method: Method) -> Optional[str]:
+    """The innermost of `method`'s hooks on the traceback of `exc`, or None when none of them raised it."""
+    hook, tb = None, exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in METHOD_HOOKS and frame.f_locals.get("self") is method:
+            hook = frame.f_code.co_name
+        tb = tb.tb_next
+    return hook
 
 
 def _frozen_to_eval(model: torch.nn.Module) -> None:
@@ -501,59 +671,23 @@ def train_stats(train: TrainInfo) -> dict[str, Any]:
 def evaluate_views(method: Method, multi_label: bool, logits: np.ndarray, labels: np.ndarray,
                    views: dict[str, View], per_class: bool = True,
                    exclude: Optional[np.ndarray] = None) -> dict[str, Any]:
-    """Metrics of every view from one array of logits: the method's adjustment is applied once.
+    """Metrics of every view from one array of logits: the method's adjustment is applied once, then the core's
+    `score_views` (the one implementation, shared with `evaluate`) scores every view.
 
-    `exclude` (C,) bool marks classes that are not scored (those absent from training): they are left out of the
-    macro means and their per-class values are None; single-label examples of such classes are left out too.
+    `exclude` (C,) bool marks classes that are not scored (those absent from training), see `score_views`.
     """
-    scores = np.asarray(method.adjust_logits(np.asarray(logits, dtype=np.float64)), dtype=np.float64)
+    logits = np.asarray(logits, dtype=np.float64)
+    scores = np.asarray(method.adjust_logits(logits), dtype=np.float64)
+    if scores.shape != logits.shape:
+        raise MethodError(f"method '{method.name}': adjust_logits returned shape {scores.shape} for logits of "
+                          f"shape {logits.shape}; it must keep the shape")
+    # scored as stored: the .npz keeps float32 (`_write_scores`), and the report and `evaluate` recompute every
+    # number from it, so a near-tie that float64 would break differently cannot make them disagree
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, caught just below
+        scores = scores.astype(np.float32).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise TrainingDiverged("evaluation scores contain NaN or inf")
-    if not multi_label:
-        scores = M.softmax(scores)
-    out = {}
-    for name, v in views.items():
-        y, s = labels[v.indices], scores[v.indices]
-        m = _scored_metrics(multi_label, y, s, v.weights, exclude)
-        w = np.ones(v.indices.size) if v.weights is None else v.weights
-        if multi_label:
-            cc = (w @ y.astype(np.float64))
-        else:
-            cc = np.bincount(y, weights=w, minlength=logits.shape[1])
-        entry = {"description": v.description, "n_examples": int(v.indices.size), "weighted": v.weights is not None,
-                 "effective_n": round(v.effective_n, 2), "class_counts": [round(float(c), 3) for c in cc],
-                 "n_classes_scored": m["n_classes_scored"],
-                 "metrics": {k: val for k, val in m.items() if k not in ("per_class", "n_classes_scored")},
-                 **({"info": v.info} if v.info else {})}
-        if exclude is not None and exclude.any():
-            entry["excluded_classes"] = np.flatnonzero(exclude).tolist()
-            if not multi_label:
-                entry["excluded_examples"] = int(exclude[y].sum())
-        if per_class:
-            entry["per_class"] = m["per_class"]
-        out[name] = entry
-    return out
-
-
-def _scored_metrics(multi_label: bool, y: np.ndarray, s: np.ndarray, w: Optional[np.ndarray],
-                    exclude: Optional[np.ndarray]) -> dict[str, Any]:
-    """`metrics.metrics_for` over the classes not in `exclude`, per-class lists still indexed by class."""
-    if exclude is None or not exclude.any():
-        return M.metrics_for(multi_label, y, s, w)
-    if multi_label:
-        keep = ~exclude
-        m = M.metrics_for(True, y[:, keep], s[:, keep], w)
-        for key, vals in m["per_class"].items():
-            full: list = [None] * exclude.size
-            for j, val in zip(np.flatnonzero(keep).tolist(), vals):
-                full[j] = val
-            m["per_class"][key] = full
-        return m
-    rows = ~exclude[y]
-    if not rows.any():  # nothing left to score: n/a everywhere
-        return {"top1": None, "balanced_acc": None, "mAP": None, "n_classes_scored": 0,
-                "per_class": {"recall": [None] * exclude.size, "AP": [None] * exclude.size}}
-    return M.metrics_for(False, y[rows], s[rows], None if w is None else w[rows])
+    return score_views(multi_label, scores, labels, views, per_class=per_class, exclude=exclude)
 
 
 def _bar(**kw):

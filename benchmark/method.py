@@ -22,14 +22,15 @@ Less common seams, each a no-op by default:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, NamedTuple, Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .errors import UserError
+from .core.errors import UserError
 from .params import Param
+
+if TYPE_CHECKING:  # torch loads when a loss or a tensor is first needed: listing methods stays torch-free
+    import torch
 
 
 class LabelCSR(NamedTuple):
@@ -120,6 +121,11 @@ class TrainInfo:
         return self.class_counts / max(self.n_examples, 1)
 
 
+class MethodError(RuntimeError):
+    """A method's hook returned something unusable (the message names the method and the hook): that run is
+    recorded as failed and the sweep goes on."""
+
+
 class Method:
     """Base class. Subclasses set `name`, a one-line docstring citing the paper, and `params`."""
 
@@ -136,6 +142,7 @@ class Method:
         for k, v in params.items():
             setattr(self, k, v)
         self.train: Optional[TrainInfo] = None
+        self.setup_warnings: list[str] = []
         self._device_cache: dict[tuple[int, str], torch.Tensor] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -151,6 +158,7 @@ class Method:
         self.train = train
         # one instance serves every run of a grid: tensors cached for the previous task must not be reused
         self._device_cache.clear()
+        self.setup_warnings: list[str] = []
 
     # ---- 1. sampling -----------------------------------------------------------------------------------------
     def repeat_factors(self, train: TrainInfo) -> Optional[np.ndarray]:
@@ -179,7 +187,19 @@ class Method:
 
     def _factors(self, train: TrainInfo) -> np.ndarray:
         factors = self.repeat_factors(train)
-        return np.ones(train.n_examples) if factors is None else factors
+        if factors is None:
+            return np.ones(train.n_examples)
+        factors = np.asarray(factors, dtype=np.float64)
+        if factors.shape != (train.n_examples,):
+            raise MethodError(f"method '{self.name}': repeat_factors returned shape {factors.shape}, expected "
+                              f"({train.n_examples},): one factor per training example")
+        bad = np.flatnonzero(~np.isfinite(factors) | (factors < 0))
+        if bad.size:
+            i = int(bad[0])
+            kind = "non-finite" if not np.isfinite(factors[i]) else "negative"
+            raise MethodError(f"method '{self.name}': repeat_factors returned a {kind} factor ({factors[i]:g} at "
+                              f"example {i}); factors must be finite and >= 0")
+        return factors
 
     def resample(self, train: TrainInfo, rng: np.random.Generator) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """(features, labels) of a resampled training set that replaces the task's, or None (the default).
@@ -192,6 +212,8 @@ class Method:
     # ---- 2. loss ---------------------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, progress: float) -> torch.Tensor:
         """Training loss of a batch: targets are (B, C) float for multi-label, (B,) long for single-label."""
+        import torch.nn.functional as F
+
         if targets.dtype.is_floating_point:
             return F.binary_cross_entropy_with_logits(logits, targets)
         return F.cross_entropy(logits, targets)
@@ -222,11 +244,18 @@ class Method:
         return int(budget)
 
     # ---- helpers ---------------------------------------------------------------------------------------------
+    def warn(self, message: str) -> None:
+        """Record a warning about this run's setup (e.g. a parameter that makes the method a no-op on the task):
+        the engine writes it to the run's log and to the result's `warnings`. Call it from `setup`."""
+        self.setup_warnings.append(f"method '{self.name}': {message}")
+
     def on(self, ref: torch.Tensor, value: np.ndarray | torch.Tensor) -> torch.Tensor:
         """`value` as a tensor on `ref`'s device and dtype, cached (weights are built once on CPU)."""
         key = (id(value), f"{ref.device}/{ref.dtype}")
         t = self._device_cache.get(key)
         if t is None:
+            import torch
+
             t = torch.as_tensor(value).to(device=ref.device, dtype=ref.dtype)
             self._device_cache[key] = t
         return t

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from .errors import UserError
+from .core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,11 @@ class Param:
     max: Optional[float] = None  # inclusive upper bound
     choices: Optional[Sequence[Any]] = None
     check: Optional[Callable[[Any], Optional[str]]] = field(default=None, compare=False)  # returns an error or None
+    optional: bool = False  # `none` switches it off even when the default is a value (focal's alpha)
 
     def parse(self, owner: str, key: str, raw: Any) -> Any:
         """Convert `raw` (a string from the command line, or a typed value) and validate it."""
-        if self.default is None and (raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null"))):
+        if (self.default is None or self.optional) and (raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null"))):
             return None  # optional parameters can be switched off explicitly
         value = _convert(owner, key, raw, self.type)
         where = f"{owner}: parameter '{key}'"
@@ -52,6 +54,9 @@ class Param:
         return f"{self.type.__name__}={self.default!r}{rng}"
 
 
+_INT = re.compile(r"[-+]?\d+")
+
+
 def _convert(owner: str, key: str, raw: Any, typ: type) -> Any:
     if raw is None:
         return None
@@ -72,11 +77,10 @@ def _convert(owner: str, key: str, raw: Any, typ: type) -> Any:
             if low in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        if typ is int:
-            f = float(s)
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
+        if typ is int:  # decimal digits only: through float, 2^53 + 1 would become 2^53 and 1e1 would pass
+            if not _INT.fullmatch(s):
+                raise UserError(f"{owner}: parameter '{key}' must be an integer such as 10, got {raw!r}")
+            return int(s)
         if typ is float:
             return float(s)
         return typ(s)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Generic, Iterator, TypeVar
 
-from .errors import UserError
+from .core.errors import UserError
 from .params import parse_spec, resolve_params
 
 T = TypeVar("T")

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .errors import UserError
+from .core.errors import UserError
 from .params import parse_spec
 
 MAX_RANGE_VALUES = 1000
+MAX_SEEDS = 10000  # a grid of more seeds is a typo (and `range(n)` of a huge count exhausts memory)
+SEED_LIMIT = 2**32  # numpy's global seed (accelerate's set_seed) takes 0 .. 2^32 - 1
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _RANGE = re.compile(rf"^\s*({_NUM})\s*:\s*({_NUM})\s*:\s*({_NUM})\s*$")
 
@@ -100,6 +102,7 @@ def parse_seeds_value(value: Any, where: str) -> list[int]:
     if isinstance(value, int):
         if value < 1:
             raise UserError(f"{where}: seeds = {value}: need at least 1 seed; write seeds = 1 or a list like [0, 1, 2]")
+        check_seed_count(value, f"{where}: seeds = {value}")
         return list(range(value))
     if isinstance(value, str) and is_range(value):
         seeds = [int(float(v)) for v in expand_range(value, where)]
@@ -111,7 +114,31 @@ def parse_seeds_value(value: Any, where: str) -> list[int]:
         raise UserError(f"{where}: seeds = {value!r} makes a grid with zero runs; list at least one, e.g. seeds = [0]")
     if any(s < 0 for s in seeds):
         raise UserError(f"{where}: seeds must be non-negative integers, got {value!r}")
-    return sorted(set(seeds))
+    return check_seeds(seeds, f"{where}: seeds = {value!r}")
+
+
+def check_seed_count(n: int, where: str) -> None:
+    """A seed count above `MAX_SEEDS` is an error (before `range(n)` is built).
+
+    >>> check_seed_count(3, "--seeds 3")
+    """
+    if n > MAX_SEEDS:
+        raise UserError(f"{where}: at most {MAX_SEEDS} seeds (this asks for {n:,}); give a smaller count or a "
+                        f"list like 0,1,2")
+
+
+def check_seeds(seeds: Sequence[int], where: str) -> list[int]:
+    """`seeds` sorted and unique, each in numpy's seed range [0, 2^32) and at most `MAX_SEEDS` of them.
+
+    >>> check_seeds([2, 0, 2], "--seeds 2,0,2")
+    [0, 2]
+    """
+    unique = sorted(set(seeds))
+    check_seed_count(len(unique), where)
+    if unique and (unique[0] < 0 or unique[-1] >= SEED_LIMIT):
+        bad = unique[0] if unique[0] < 0 else unique[-1]
+        raise UserError(f"{where}: seeds must be below 2^32 and non-negative (numpy's seed range), got {bad}")
+    return unique
 
 
 # ---- sweep files -----------------------------------------------------------------------------------------------
@@ -224,12 +251,15 @@ def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:
     """'2/8' -> (2, 8): shard index (0-based, as $SLURM_ARRAY_TASK_ID with --array=0-7) out of a count."""
     if text is None:
         return None
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    m = re.fullmatch(r"\s*([-+]?\d+)\s*/\s*(\d+)\s*", text)
     if m is None:
         raise UserError(f"--shard {text!r}: write INDEX/COUNT with a 0-based index, e.g. --shard 0/4 ... --shard 3/4")
     i, n = int(m.group(1)), int(m.group(2))
     if n < 1:
         raise UserError(f"--shard {text}: the count must be at least 1, e.g. --shard 0/4")
+    if i < 0:
+        raise UserError(f"--shard {text}: the index is 0-based, from 0 to {n - 1}; e.g. --shard {n - 1}/{n} for "
+                        f"the last part")
     if i >= n:
         raise UserError(f"--shard {text}: the index is 0-based and must be below the count (0..{n - 1}); "
                         f"e.g. --shard {n - 1}/{n}")

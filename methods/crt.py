@@ -1,10 +1,16 @@
 """Classifier re-training, cRT (Kang et al. 2020, "Decoupling Representation and Classifier...", arXiv 1910.09217)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from benchmark import Method, Param, UserError, register_method
 from benchmark.method import TrainInfo
-from methods.class_uniform import RoundRobin
+from benchmark.sampling import RoundRobin, class_members
+
+if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
+    import torch
 
 
 @register_method
@@ -30,6 +36,8 @@ class CRT(Method):
     }
 
     def prepare_model(self, model: torch.nn.Module) -> None:
+        import torch
+
         head = getattr(model, "head", None)
         if not isinstance(head, torch.nn.Module) or not any(True for _ in head.parameters()):
             raise UserError(f"method '{self.name}' re-trains the classifier `.head` of the task's model, and "
@@ -45,7 +53,7 @@ class CRT(Method):
 
     def setup(self, train: TrainInfo) -> None:
         super().setup(train)
-        self.sampler = RoundRobin(train, self.per_class)
+        self.sampler = RoundRobin(*class_members(train.label_csr, train.num_classes), self.per_class)
 
     def train_samples(self, budget: int) -> int:
         return max(1, int(round(self.budget * budget)))

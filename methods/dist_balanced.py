@@ -1,23 +1,13 @@
 """Distribution-balanced loss for long-tailed multi-label classification (Wu et al. 2020, ECCV, arXiv 2007.09654)."""
-import numpy as np
-import torch
-import torch.nn.functional as F
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from benchmark import Method, Param, register_method
 from benchmark.method import TrainInfo
-from methods.balanced_softmax import log_odds_prior
 
-
-def rebalance_weights(targets: torch.Tensor, inv_counts: torch.Tensor, alpha: float, beta: float,
-                      mu: float) -> torch.Tensor:
-    """r̂_ki = α + σ(β (r_ki − μ)), r_ki = (1/n_i) / Σ_{j ∈ labels of k} 1/n_j.
-
-    r is the class-level over the instance-level sampling probability. `inv_counts` holds 1/n_i (+inf for absent
-    classes); an example without labels has r = +inf, so its weight is α + 1.
-    """
-    rate = targets @ torch.where(torch.isfinite(inv_counts), inv_counts, torch.zeros_like(inv_counts))
-    r = inv_counts[None, :] / rate[:, None]  # x / 0 = +inf: σ(+inf) = 1, no NaN
-    return alpha + torch.sigmoid(beta * (r - mu))
+if TYPE_CHECKING:  # torch loads with a run's first loss, so that listing methods stays torch-free
+    import torch
 
 
 @register_method
@@ -28,7 +18,7 @@ class DistBalanced(Method):
     ν_j = κ·log(n_j / (N − n_j)) / λ and negatives' loss is (1/λ)·log(1 + exp(λ z)).
 
     Signs and defaults follow the authors' code (mllt ResampleLoss, COCO-LT config: α 0.1, β 10, μ 0.2, κ 0.05,
-    λ 2, focal γ 2 scaled by 2).
+    λ 2, focal γ 2 scaled by 2). The loss is `benchmark.losses.DistributionBalancedLoss`.
     """
 
     name = "dist_balanced"
@@ -48,14 +38,11 @@ class DistBalanced(Method):
 
     def setup(self, train: TrainInfo) -> None:
         super().setup(train)
-        n = train.class_counts.astype(np.float64)
-        self.inv_counts = np.where(n > 0, 1.0 / np.maximum(n, 1.0), np.inf)
-        self.nu = self.kappa * log_odds_prior(train) / self.lam
+        from benchmark.losses import DistributionBalancedLoss
+
+        self.criterion = DistributionBalancedLoss.from_counts(
+            train.class_counts, train.n_examples, kappa=self.kappa, alpha=self.alpha, beta=self.beta, mu=self.mu,
+            lam=self.lam, gamma=self.gamma, scale=self.scale)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, progress: float) -> torch.Tensor:
-        w = rebalance_weights(targets, self.on(logits, self.inv_counts), self.alpha, self.beta, self.mu)
-        z = logits + self.on(logits, self.nu)
-        lam, g = self.lam, self.gamma
-        pos = F.softplus(-z) * torch.sigmoid(-z) ** g  # −log σ(z) · (1 − σ(z))^γ
-        neg = F.softplus(lam * z) / lam * torch.sigmoid(lam * z) ** g  # (1/λ) softplus(λz) · (1 − σ(−λz))^γ
-        return (self.scale * w * (targets * pos + (1 - targets) * neg)).mean()
+        return self.criterion.to(logits.device)(logits, targets)

@@ -1,18 +1,15 @@
 """Logit adjustment (Menon et al. 2021, "Long-tail learning via logit adjustment", ICLR, arXiv 2007.07314)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from benchmark import Method, Param, register_method
 from benchmark.method import TrainInfo
 
-MIN_COUNT = 0.5  # a class absent from training counts as half an example: its log prior stays finite
-
-
-def log_prior(train: TrainInfo) -> np.ndarray:
-    """(C,) log π_j = log(n_j / N), counts floored at half an example."""
-    counts = np.maximum(train.class_counts.astype(np.float64), MIN_COUNT)
-    return np.log(counts) - np.log(max(train.n_examples, 1))
+if TYPE_CHECKING:  # torch loads with a run's first loss, so that listing methods stays torch-free
+    import torch
 
 
 @register_method
@@ -20,9 +17,11 @@ class LogitAdjust(Method):
     """Subtract τ·log π_j from the logits at evaluation (post-hoc), or add it inside the loss during training.
 
     Post-hoc (the default) trains nothing: it re-scores the baseline's stored logits of the same seed, so a τ sweep
-    costs no retraining. Single-label: the softmax logits; multi-label: each class's sigmoid logit with π_j its
-    training prevalence. A per-class shift cannot change a class's ranking, so on multi-label ranking metrics (mAP,
-    AUC, d′) the post-hoc form equals the baseline exactly; the loss form changes training and so the model.
+    costs no retraining. Single-label: the softmax logits and log π_j. Multi-label: each class's sigmoid logit is a
+    binary problem with priors π_j and 1 − π_j, so the shift is τ·log(π_j / (1 − π_j)), the log prior odds (the same
+    shift as `balanced_softmax`, which this loss form equals at τ = 1). A per-class shift cannot change a class's
+    ranking, so on multi-label ranking metrics (mAP, AUC, d′) the post-hoc form equals the baseline exactly; the
+    loss form changes training and so the model. The loss is `benchmark.losses.LogitAdjustedLoss`.
     """
 
     name = "logit_adjust"
@@ -39,15 +38,15 @@ class LogitAdjust(Method):
 
     def setup(self, train: TrainInfo) -> None:
         super().setup(train)
-        self.shift = self.tau * log_prior(train)
+        from benchmark.losses import LogitAdjustedLoss, prior_shift
+
+        self.criterion = LogitAdjustedLoss.from_counts(train.class_counts, train.n_examples, self.tau)
+        self.shift = self.tau * prior_shift(train.class_counts, train.n_examples, train.multi_label)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, progress: float) -> torch.Tensor:
         if self.posthoc:
             return super().loss(logits, targets, progress)
-        z = logits + self.on(logits, self.shift)
-        if targets.dtype.is_floating_point:
-            return F.binary_cross_entropy_with_logits(z, targets)
-        return F.cross_entropy(z, targets)
+        return self.criterion.to(logits.device)(logits, targets)
 
     def adjust_logits(self, logits: np.ndarray) -> np.ndarray:
         return logits - self.shift if self.posthoc else logits

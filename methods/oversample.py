@@ -3,16 +3,7 @@ import numpy as np
 
 from benchmark import Method, Param, register_method
 from benchmark.method import TrainInfo, class_factors_to_examples
-
-
-def class_repeat_factors(counts: np.ndarray, beta: float) -> np.ndarray:
-    """M_j = (n_max / n_j)^β for classes present in training; 0 for absent classes (they are ignored)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    out = np.zeros_like(counts)
-    present = counts > 0
-    if present.any():
-        out[present] = (counts.max() / counts[present]) ** beta
-    return out
+from benchmark.sampling import oversampling_class_factors
 
 
 @register_method
@@ -21,7 +12,8 @@ class Oversample(Method):
 
     How a multi-label clip combines its labels' factors is not stated in the paper: `max` is the default (as in
     repeat-factor sampling), `sum` is the AST repository's rule. Fractional factors are rounded stochastically
-    each epoch, so the expected number of repeats is exact.
+    each epoch, so the expected number of repeats is exact. Outside the engine:
+    `benchmark.samplers.OversamplingSampler`.
     """
 
     name = "oversample"
@@ -33,6 +25,6 @@ class Oversample(Method):
     }
 
     def repeat_factors(self, train: TrainInfo) -> np.ndarray:
-        factors = class_repeat_factors(train.class_counts, self.beta)
+        factors = oversampling_class_factors(train.class_counts, self.beta)
         # absent classes carry factor 0, but no training example carries them, so they never enter a max/mean
         return class_factors_to_examples(train.label_csr, factors, self.aggregate, default=1.0)

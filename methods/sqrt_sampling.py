@@ -3,24 +3,7 @@ import numpy as np
 
 from benchmark import Method, Param, register_method
 from benchmark.method import TrainInfo
-from methods.class_uniform import class_members
-
-
-def class_sampling_probs(counts: np.ndarray, q: float) -> np.ndarray:
-    """p_j = n_j^q / Σ_k n_k^q over present classes (q = 1 instance-, 1/2 square-root, 0 class-balanced)."""
-    n = np.asarray(counts, dtype=np.float64)
-    p = np.zeros_like(n)
-    present = n > 0
-    p[present] = n[present] ** q
-    return p / p.sum() if p.sum() > 0 else p
-
-
-def draw_class_aware(class_p: np.ndarray, members: np.ndarray, starts: np.ndarray, counts: np.ndarray, n: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """n i.i.d. draws: a class from `class_p`, then one of its examples uniformly (vectorized)."""
-    c = rng.choice(class_p.size, size=n, p=class_p)
-    k = np.minimum((rng.random(n) * counts[c]).astype(np.int64), counts[c] - 1)
-    return members[starts[c] + k]
+from benchmark.sampling import class_members, class_sampling_probs, draw_class_aware
 
 
 @register_method
@@ -29,6 +12,7 @@ class SqrtSampling(Method):
 
     q = 1/2 is square-root sampling; q = 0 class-balanced, q = 1 instance-balanced for single-label tasks (for
     multi-label tasks q = 1 weights each example by its number of labels, since an example is listed under each).
+    Outside the engine: `benchmark.samplers.SquareRootSampler`.
     """
 
     name = "sqrt_sampling"
@@ -38,7 +22,7 @@ class SqrtSampling(Method):
 
     def setup(self, train: TrainInfo) -> None:
         super().setup(train)
-        self.csr = class_members(train)
+        self.csr = class_members(train.label_csr, train.num_classes)
         self.class_p = class_sampling_probs(self.csr[2], self.q)
 
     def epoch_indices(self, train: TrainInfo, epoch: int, progress: float, rng: np.random.Generator) -> np.ndarray:

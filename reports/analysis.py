@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Optional
 
-from .stats import Interval, seed_sort_key, imbalance_ratio, paired_deltas, summarize
+from benchmark.core.stats import Interval, seed_sort_key, imbalance_ratio, paired_deltas, summarize
 
 BASELINE = "none"
 # Views the benchmark defines, in reading order; any other view follows alphabetically.
@@ -112,6 +112,9 @@ class Section:
     # (method label, view, metric) -> interval that replaces the seed-only one: seeds combined with a paired
     # bootstrap over evaluation examples, filled from the stored scores by reports.priorshift
     intervals: dict[tuple[str, str, str], Interval] = field(default_factory=dict)
+    # method configurations whose every metric equals the baseline's on every paired seed and view (e.g. a
+    # post-hoc per-class shift on multi-label ranking metrics): named once, left out of `methods`
+    identical: list[MethodGroup] = field(default_factory=list)
 
     def paired_seeds(self, group: MethodGroup) -> list[Hashable]:
         if self.baseline is None:
@@ -145,9 +148,10 @@ class ReportModel:
     versions: dict[str, list[str]]  # library -> distinct versions, sorted
     pythons: list[str]
     devices: list[str]
+    n_foreign: int = 0  # of n_unreadable: results of another schema version
 
 
-def build_model(results: list[dict], n_unreadable: int = 0) -> ReportModel:
+def build_model(results: list[dict], n_unreadable: int = 0, n_foreign: int = 0) -> ReportModel:
     ok = [r for r in results if isinstance(r, dict) and r.get("status") == "ok"]
     failed = [r for r in results if isinstance(r, dict) and r.get("status") == "failed"]
 
@@ -199,6 +203,7 @@ def build_model(results: list[dict], n_unreadable: int = 0) -> ReportModel:
         versions={lib: sorted(vs) for lib, vs in sorted(versions.items())},
         pythons=sorted(pythons),
         devices=sorted(devices),
+        n_foreign=n_foreign,
     )
 
 
@@ -259,6 +264,8 @@ def _build_section(name: str, setting: str, runs: list[dict]) -> tuple[Section, 
     if secondary not in metric_names or secondary == main:
         secondary = None
 
+    identical = [g for g in methods if baseline is not None and equals_baseline(g, baseline, sorted(views), metrics)]
+    methods = [g for g in methods if g not in identical]
     key = name if not setting else f"{name} [{setting}]"
     sec = Section(
         key=key,
@@ -274,8 +281,92 @@ def _build_section(name: str, setting: str, runs: list[dict]) -> tuple[Section, 
         main_metric=main,
         secondary_metric=secondary,
         n_ok=sum(len(g.runs) for g in ordered),
+        identical=identical,
     )
     return sec, dups
+
+
+IDENTICAL_TOL = 1e-9  # stored metrics of an unchanged ranking differ by float noise (~1e-13), real changes by >1e-6
+
+
+def equals_baseline(group: MethodGroup, baseline: MethodGroup, views: list[str], metrics: list[str]) -> bool:
+    """True when every metric of `group` on every view is within IDENTICAL_TOL of the baseline's on every paired
+    seed (at least one value compared; a value missing on one side only counts as a difference).
+
+    >>> g = MethodGroup("m", "m", {}, {0: {"eval": {"natural": {"metrics": {"mAP": 0.5 + 1e-13}}}}})
+    >>> b = MethodGroup("none", "none", {}, {0: {"eval": {"natural": {"metrics": {"mAP": 0.5}}}}})
+    >>> equals_baseline(g, b, ["natural"], ["mAP"])
+    True
+    """
+    compared = 0
+    for s in group.seeds():
+        if s not in baseline.runs:
+            continue
+        for v in views:
+            for m in metrics:
+                a = _num(_get(group.runs[s], "eval", v, "metrics", m))
+                b = _num(_get(baseline.runs[s], "eval", v, "metrics", m))
+                if (a is None) != (b is None):
+                    return False
+                if a is not None and b is not None:
+                    if abs(a - b) > IDENTICAL_TOL:
+                        return False
+                    compared += 1
+    return compared > 0
+
+
+# A view (or γ point) is "low effective n" below either bound, marked in every table and kept out of the summary.
+# Below 100 effective examples the 95% half-width of a rate near 0.5 exceeds ±0.098 (1.96·√(0.25/100)), larger
+# than every change in the default grid, and the bootstrap's normal approximation rests on a handful of examples;
+# below 5% of the view's examples the estimate is carried by few heavily weighted ones (mean weight of the
+# effective part ≥ 20× the rest), which is where raked importance weights make the bootstrap unreliable.
+LOW_N_MIN = 100.0
+LOW_N_FRACTION = 0.05
+
+
+def is_low_n(effective_n: Optional[float], n_examples: Optional[float]) -> bool:
+    """Whether a view's effective sample size (Σw)²/Σw² is too small to summarize (LOW_N_MIN, LOW_N_FRACTION).
+
+    >>> is_low_n(84, 6000), is_low_n(199, 199), is_low_n(1422, 1422)
+    (True, False, False)
+    """
+    if effective_n is None:
+        return False
+    return effective_n < LOW_N_MIN or (bool(n_examples) and effective_n < LOW_N_FRACTION * float(n_examples))
+
+
+def view_body(sec: Section, view: str) -> dict:
+    """The eval entry of `view` from the first run that has it (baseline first, lowest seed first)."""
+    for g in ([sec.baseline] if sec.baseline else []) + sec.methods:
+        for s in g.seeds():
+            body = _get(g.runs[s], "eval", view)
+            if isinstance(body, dict):
+                return body
+    return {}
+
+
+def view_effective_n(sec: Section, view: str) -> tuple[Optional[float], Optional[float]]:
+    """(effective n, examples) of `view` as the runs stored it; an unweighted view's effective n is its size."""
+    body = view_body(sec, view)
+    ne = _num(body.get("n_examples"))
+    eff = _num(body.get("effective_n"))
+    return (eff if eff is not None else ne), ne
+
+
+def low_n_views(sec: Section) -> list[str]:
+    return [v for v in sec.views if is_low_n(*view_effective_n(sec, v))]
+
+
+def train_cost(sec: Section, group: MethodGroup) -> Optional[float]:
+    """Mean training time of `group` over its paired seeds relative to the baseline's on the same seeds (the
+    results' `train_time_s`; 0 for a post-hoc method that re-scores the baseline); None without timings."""
+    if sec.baseline is None:
+        return None
+    pairs = [(_num(group.runs[s].get("train_time_s")), _num(sec.baseline.runs[s].get("train_time_s")))
+             for s in sec.paired_seeds(group)]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    base = math.fsum(b for _, b in pairs)
+    return math.fsum(a for a, _ in pairs) / base if pairs and base > 0 else None
 
 
 def _interval_json(iv: Optional[Interval], delta: bool) -> dict:
@@ -290,7 +381,14 @@ def _interval_json(iv: Optional[Interval], delta: bool) -> dict:
     d = {"mean_delta" if delta else "mean": fin(iv.mean), "ci_low": fin(iv.ci_low), "ci_high": fin(iv.ci_high), "n_seeds": iv.n}
     if delta:
         d["significant"] = iv.significant
+    if iv.half_width is not None:
+        d["interval"] = iv.kind  # "seeds" or "seeds+bootstrap" (benchmark.core.stats)
     return d
+
+
+def _with_n(entry: dict, sec: Section, view: str) -> dict:
+    eff, n = view_effective_n(sec, view)
+    return {**entry, "effective_n": eff, "low_effective_n": is_low_n(eff, n)}
 
 
 def summary_dict(model: ReportModel) -> dict:
@@ -309,9 +407,11 @@ def summary_dict(model: ReportModel) -> dict:
                 "n_seeds": len(sec.paired_seeds(g)),
                 "effective_rho_seen": rho if rho is not None and math.isfinite(rho) else None,
                 # main metric at the top level, so the common question is one lookup away
-                "views": {v: _interval_json(sec.delta(g, v, sec.main_metric), True) for v in sec.views}
+                "views": {v: _with_n(_interval_json(sec.delta(g, v, sec.main_metric), True), sec, v)
+                          for v in sec.views}
                 if sec.main_metric
                 else {},
+                "train_time_vs_baseline": train_cost(sec, g),
                 "metrics": {m: {v: _interval_json(sec.delta(g, v, m), True) for v in sec.views} for m in metrics},
             }
         base = None
@@ -329,6 +429,9 @@ def summary_dict(model: ReportModel) -> dict:
             "views": sec.views,
             "baseline": base,
             "methods": methods,
+            # configurations equal to the baseline on every metric, view and seed: not in "methods"
+            "identical_to_baseline": [g.label for g in sec.identical],
+            "low_effective_n_views": low_n_views(sec),
         }
     return {
         "schema_version": 1,

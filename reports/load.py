@@ -1,73 +1,51 @@
 """Reading result JSON files from a run directory (no torch, no numpy needed)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-FINAL_STATUSES = ("ok", "failed")
-
-
-def results_module() -> ModuleType:
-    """`benchmark/results.py`, loaded from its file when possible.
-
-    Loading by path skips `benchmark/__init__.py`, so the report stays torch-free even if that package
-    ever grows heavy imports; the normal import is the fallback for an installed layout.
-    """
-    if "benchmark.results" in sys.modules:
-        return sys.modules["benchmark.results"]
-    name = "_balancebench_results"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "benchmark" / "results.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is not None and spec.loader is not None:
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[name] = mod
-            try:
-                spec.loader.exec_module(mod)
-            except BaseException:
-                del sys.modules[name]
-                raise
-            return mod
-    return importlib.import_module("benchmark.results")
-
+from benchmark.core.results import atomic_write_bytes, iter_checked
 
 class RunList(list):
-    """The loaded results (a plain list of dicts) plus what was skipped while loading."""
+    """The loaded results (a plain list of dicts) plus the files skipped while loading."""
 
-    def __init__(self, results: list[dict], unreadable: list[str], unfinished: list[str]) -> None:
+    def __init__(self, results: list[dict], unreadable: list[tuple[str, str]],
+                 foreign: list[tuple[str, str]]) -> None:
         super().__init__(results)
-        self.unreadable = unreadable  # paths (relative to the run dir) that are not valid schema-1 results
-        self.unfinished = unfinished  # valid results whose status is neither ok nor failed
+        self.unreadable = unreadable  # (path relative to the run dir, why): broken files, not finished results
+        self.foreign = foreign  # (path, why): results of another schema version (another balancebench)
 
     @property
     def n_unreadable(self) -> int:
-        return len(self.unreadable) + len(self.unfinished)
+        """Every skipped file, foreign ones included."""
+        return len(self.unreadable) + len(self.foreign)
+
+    def warnings(self) -> list[str]:
+        """One stderr line per skipped file, saying whether it is broken or of another schema version."""
+        lines = [f"warning: {rel}: broken, skipped: {why}" for rel, why in self.unreadable]
+        lines += [f"warning: {rel}: skipped: {why}; report it with that version" for rel, why in self.foreign]
+        return lines
 
 
 def load_runs(run_dir: str | Path) -> RunList:
-    """All results under `<run_dir>/results/*/*.json` with status ok or failed, sorted by path.
+    """All finished results (status ok or failed) under `<run_dir>/results/*/*.json`, sorted by path.
 
-    Unreadable files and other statuses are skipped, and counted on the returned list (`n_unreadable`).
+    Files that are not finished results of this schema (truncated, bogus, unfinished) and results of another
+    schema version are skipped, and listed on the returned list (`unreadable`, `foreign`, `warnings()`).
     """
     run_dir = Path(run_dir)
     results: list[dict] = []
-    unreadable: list[str] = []
-    unfinished: list[str] = []
-    for path, res in results_module().iter_results(run_dir):
+    unreadable: list[tuple[str, str]] = []
+    foreign: list[tuple[str, str]] = []
+    for path, check in iter_checked(run_dir):
         rel = path.relative_to(run_dir).as_posix()
-        if res is None:
-            unreadable.append(rel)
-        elif res.get("status") not in FINAL_STATUSES:
-            unfinished.append(rel)
+        if check.state == "ok":
+            results.append(check.data)
+        elif check.state == "foreign":
+            foreign.append((rel, check.reason))
         else:
-            results.append(res)
-    return RunList(results, unreadable, unfinished)
+            unreadable.append((rel, check.reason))
+    return RunList(results, unreadable, foreign)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    results_module().atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))

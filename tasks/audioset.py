@@ -7,22 +7,16 @@ from collections import Counter
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
-from benchmark import Param, Split, Task, TaskData, UserError, register_task
-from benchmark.audio import AST_SIZES, AUDIOSET_HUB_ID, TRAIN_SPLITS
+from benchmark import Param, Split, TaskData, UserError, register_task
+from benchmark.audio.audioset_data import AUDIOSET_HUB_ID, TRAIN_SPLITS
+from benchmark.audio_tasks import ASTTask, ast_params
 
 FINETUNED_ON_AUDIOSET = ("MIT/ast-finetuned-audioset",)  # checkpoints that have already seen AudioSet's labels
 
 
-def _check_init(v: str) -> Optional[str]:
-    if v in ("auto", "imagenet", "scratch") or (v.startswith("hub:") and len(v) > 4):
-        return None
-    return "use auto, imagenet, scratch or hub:<model id>"
-
-
 @register_task
-class AudioSet(Task):
+class AudioSet(ASTTask):
     """AudioSet (527 sound classes, multi-label) with AST: public eval vs a held-out slice at the training prior.
 
     Views: `public` = the official eval split (near-balanced by construction), `natural` = a seeded slice held out
@@ -48,30 +42,22 @@ class AudioSet(Task):
                         "(both); evaluation always uses the eval split", choices=tuple(TRAIN_SPLITS)),
         "data": Param(str, AUDIOSET_HUB_ID, "hub dataset id, or a local directory of parquet files in its schema "
                       "(data/bal_train, data/unbal_train, data/eval)"),
-        "init": Param(str, "auto", "imagenet (timm DeiT adapted as AST does) | scratch | hub:<id> (a transformers "
-                      "AST checkpoint) | auto (imagenet; scratch for model_size=tiny)", check=_check_init),
-        "model_size": Param(str, "base", "AST size: base (DeiT-B/384, the paper's) | small (DeiT-S) | tiny "
-                            "(CPU runs and tests)", choices=tuple(AST_SIZES)),
-        "frames": Param(int, 0, "fbank frames of 10 ms; 0 = the size's: 1024 (10.24 s), tiny 128", min=0, max=8192),
         "vocab": Param(str, "official", "classes: official (the 527 AudioSet MIDs) | data (MIDs seen in the data) | "
                        "path to a class_labels_indices.csv"),
+        **ast_params(frames_help="fbank frames of 10 ms; 0 = the size's: 1024 (10.24 s), tiny 128", lr=0.0,
+                     lr_help="peak learning rate; 0 = AST's: 5e-5 balanced, 1e-5 otherwise", epochs=25.0,
+                     batch_size=12, warmup=1000, decay_start=0, decay_every=1, decay=0.5, freqm=48, timem=192),
+        # AST's recipe depends on the training split: 0 picks it
         "epochs": Param(float, 0.0, "budget in epochs of the training split; 0 = AST's: 25 balanced, 5 otherwise",
                         min=0.0, max=1000.0),
-        "lr": Param(float, 0.0, "peak learning rate; 0 = AST's: 5e-5 balanced, 1e-5 otherwise", min=0.0, max=1.0),
-        "batch_size": Param(int, 12, "training batch size (AST: 12)", min=1, max=65_536),
-        "eval_batch_size": Param(int, 48, "evaluation batch size", min=1, max=65_536),
-        "warmup": Param(int, 1000, "linear learning-rate warm-up, in batches", min=0, max=10_000_000),
-        "lr_decay_start": Param(int, 0, "halve the LR after this epoch and every lr_decay_every epochs after; "
-                                "0 = AST's: 10 balanced, 2 otherwise", min=0, max=10_000),
-        "lr_decay_every": Param(int, 0, "epochs between halvings; 0 = AST's: 5 balanced, 1 otherwise", min=0,
+        "lr_decay_start": Param(int, 0, "multiply the LR by lr_decay after this epoch and every lr_decay_every "
+                                "epochs after; 0 = AST's: 10 balanced, 2 otherwise", min=0, max=10_000),
+        "lr_decay_every": Param(int, 0, "epochs between LR decays; 0 = AST's: 5 balanced, 1 otherwise", min=0,
                                 max=10_000),
         "weight_avg_from": Param(int, 0, "average end-of-epoch weights from this epoch on (AST: 6 balanced, 1 full); "
                                  "0 = off", min=0, max=10_000),
         "mixup": Param(float, 0.5, "probability of MixUp on waveforms (partner drawn uniformly)", min=0.0, max=1.0),
         "mixup_alpha": Param(float, 10.0, "MixUp λ ~ Beta(α, α)", min=0.01, max=1000.0),
-        "freqm": Param(int, 48, "SpecAugment: one frequency mask narrower than this (bins)", min=0, max=128),
-        "timem": Param(int, 192, "SpecAugment: one time mask narrower than this (frames at 1024; scaled with frames)",
-                       min=0, max=8192),
         "natural_fraction": Param(float, 0.1, "fraction of the training split held out as the `natural` view",
                                   min=0.0, max=0.9),
         "natural_max": Param(int, 20_000, "at most this many natural clips (0 = no cap)", min=0),
@@ -80,57 +66,36 @@ class AudioSet(Task):
         "val_max": Param(int, 1000, "at most this many validation clips (0 = no cap)", min=0),
         "max_train": Param(int, 0, "use a seeded subset of this many training-split clips (0 = all)", min=0),
         "max_eval": Param(int, 0, "use a seeded subset of this many eval clips (0 = all)", min=0),
-        "num_workers": Param(int, -1, "DataLoader workers decoding and computing fbanks; -1 = min(16, CPUs - 1)",
-                             min=-1, max=256),
-        "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit, 330 KB per 10 s clip; for "
-                           "small subsets); empty = off"),
-        "checkpoint_every": Param(int, 5000, "steps between accelerator.save_state for resuming (0 = off)", min=0),
-        "data_seed": Param(int, 0, "seed of the held-out slices and subsets", min=0),
     }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         balanced = self.config == "balanced"
-        size = AST_SIZES[self.model_size]
-        self.n_frames = int(self.frames or size["frames"])
-        self.n_epochs = float(self.epochs or (25.0 if balanced else 5.0))
+        self.epochs = float(self.epochs or (25.0 if balanced else 5.0))
         self.lr = float(self.lr or (5e-5 if balanced else 1e-5))
-        self.decay_start = int(self.lr_decay_start or (10 if balanced else 2))
-        self.decay_every = int(self.lr_decay_every or (5 if balanced else 1))
-        if self.num_workers < 0:
-            self.num_workers = max(0, min(16, (os.cpu_count() or 1) - 1))
-        self.weight_decay = 5e-7
-        from benchmark.audio import check_data_source
+        self.lr_decay_start = int(self.lr_decay_start or (10 if balanced else 2))
+        self.lr_decay_every = int(self.lr_decay_every or (5 if balanced else 1))
+        from benchmark.audio.audioset_data import check_data_source
 
         check_data_source(self.data, self.config)  # a bad --data fails before anything runs or is written
-        self.init_kind = self.init
-        if self.init == "auto":
-            self.init_kind = "imagenet" if size["deit"] else "scratch"
-        elif self.init == "imagenet" and not size["deit"]:
-            raise UserError(f"task 'audioset': init=imagenet needs an ImageNet DeiT of the model's size; "
-                            f"model_size={self.model_size} has none: use --init scratch or --model-size base/small")
         if self.init_kind.startswith("hub:") and self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET):
             warnings.warn(f"--init {self.init_kind}: this checkpoint is already fine-tuned on AudioSet (with its own "
                           f"balanced sampling), so every method starts from a balanced-trained model; use --init "
                           f"imagenet for the paper's setting", UserWarning, stacklevel=2)
         self._vocab: Optional[tuple[list[str], list[str]]] = None
         self._splits: Optional[tuple[dict, str]] = None
-        self._n_train: Optional[int] = None
-        self._model_config = None
-        self._init_state: Optional[dict[str, torch.Tensor]] = None
-        self._init_note = ""
 
     # ---- metadata -------------------------------------------------------------------------------------------
     def _data(self) -> tuple[dict, str]:
         if self._splits is None:
-            from benchmark.audio import load_audio_splits
+            from benchmark.audio.audioset_data import load_audio_splits
 
             self._splits = load_audio_splits(self.data, self.config)
         return self._splits
 
     def _vocabulary(self) -> tuple[list[str], list[str]]:
         if self._vocab is None:
-            from benchmark.audio import OFFICIAL_VOCAB, read_vocab, vocab_from_data
+            from benchmark.audio.audioset_data import OFFICIAL_VOCAB, read_vocab, vocab_from_data
 
             if self.vocab == "official":
                 self._vocab = read_vocab(OFFICIAL_VOCAB)
@@ -151,38 +116,12 @@ class AudioSet(Task):
     def class_names(self) -> list[str]:
         return list(self._vocabulary()[1])
 
-    @property
-    def budget_samples(self) -> int:  # type: ignore[override]
-        if self._n_train is None:
-            raise RuntimeError("audioset: the budget is known once the data is loaded")
-        return int(round(self.n_epochs * self._n_train))
-
-    def train_config(self) -> dict[str, Any]:
-        # computed before the data is read (run ids): the budget is in epochs of the training split
-        return {
-            "budget_epochs": self.n_epochs,
-            "batch_size": int(self.batch_size),
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "optimizer": "adam(0.95, 0.999)",
-            "schedule": f"warmup {self.warmup}, x0.5 after epoch {self.decay_start} and every {self.decay_every}",
-            "weight_avg_from": int(self.weight_avg_from),
-            "mixup": [self.mixup, self.mixup_alpha],
-            "specaugment": [self.freqm, self._timem],
-            "frames": self.n_frames,
-            "init": self.init_kind,
-            "model_size": self.model_size,
-        }
-
-    @property
-    def _timem(self) -> int:
-        return int(round(self.timem * self.n_frames / 1024))
-
     # ---- data ---------------------------------------------------------------------------------------------------
-    def _readable(self, part: str, ds, fbank, rng, skipped: Counter):
+    def _readable(self, part: str, ds, rng, skipped: Counter):
         """Rows of a split with known MIDs and a readable audio header (optionally a seeded subset), their labels
         and video ids; the others are counted in `skipped`. Mostly unreadable audio is a format error."""
-        from benchmark.audio import EncodedClips, label_matrix
+        from benchmark.audio.audioset_data import label_matrix
+        from benchmark.audio.clips import EncodedClips
 
         y, unknown = label_matrix(ds, self._vocabulary()[0])
         skipped[f"{part}: unknown label MID"] += int(unknown.sum())
@@ -195,7 +134,7 @@ class AudioSet(Task):
             rows = np.sort(rng.choice(rows, size=cap, replace=False))
         ids = (np.asarray(ds.data.table.column("video_id").to_pylist(), dtype=object)[rows]
                if "video_id" in ds.column_names else None)
-        reasons, first = EncodedClips(ds.data, rows, fbank.max_samples, names=ids).check()
+        reasons, first = EncodedClips(ds.data, rows, self.max_samples, names=ids).check()
         bad = reasons != ""
         if bad.mean() > 0.5:  # not a few broken clips: the audio format itself is wrong
             raise UserError(f"--data {self.data}: {int(bad.sum())} of {rows.size} clips of the {part} split cannot "
@@ -206,14 +145,13 @@ class AudioSet(Task):
         return rows[~bad], y[rows[~bad]], None if ids is None else ids[~bad]
 
     def load(self) -> TaskData:
-        from benchmark.audio import AudioClipDataset, CachedClips, ConcatClips, EncodedClips, Fbank, cache_key
+        from benchmark.audio import AudioClipDataset, CachedClips, ConcatClips, EncodedClips, cache_key
 
         splits, identity = self._data()
-        fbank = Fbank(self.n_frames)
         rng = np.random.default_rng(self.data_seed)
         skipped: Counter = Counter()
-        rows_tr, y_tr, ids_tr = self._readable("train", splits["train"], fbank, rng, skipped)
-        rows_ev, y_ev, ids_ev = self._readable("eval", splits["eval"], fbank, rng, skipped)
+        rows_tr, y_tr, ids_tr = self._readable("train", splits["train"], rng, skipped)
+        rows_ev, y_ev, ids_ev = self._readable("eval", splits["eval"], rng, skipped)
 
         # seeded held-out slices of the training split: the natural view and validation
         n = rows_tr.size
@@ -227,7 +165,7 @@ class AudioSet(Task):
                "train": np.sort(perm[n_nat + n_val:])}
 
         def clips(ds, rows, ids, tag):
-            c = EncodedClips(ds.data, rows, fbank.max_samples, names=ids)
+            c = EncodedClips(ds.data, rows, self.max_samples, names=ids)
             if self.cache_dir:
                 c = CachedClips(c, os.path.expanduser(self.cache_dir), cache_key(identity, tag, rows, c.max_samples))
             return c
@@ -236,12 +174,12 @@ class AudioSet(Task):
                 for k, i in cut.items()}
         (train_clips, y_train), (nat_clips, y_nat), (val_clips, y_val) = part["train"], part["natural"], part["val"]
         pub_clips = clips(splits["eval"], rows_ev, ids_ev, "public")
-        self._n_train = int(y_train.shape[0])
+        self._set_n_train(y_train.shape[0])
 
         y_pool = np.concatenate([y_ev, y_nat])  # public clips first, then the natural slice
-        train = Split(AudioClipDataset(train_clips, y_train, fbank, mixup=self.mixup, alpha=self.mixup_alpha), y_train)
-        val = Split(AudioClipDataset(val_clips, y_val, fbank), y_val)
-        pool = Split(AudioClipDataset(ConcatClips([pub_clips, nat_clips]), y_pool, fbank), y_pool)
+        train = Split(AudioClipDataset(train_clips, y_train, mixup=self.mixup, alpha=self.mixup_alpha), y_train)
+        val = Split(AudioClipDataset(val_clips, y_val), y_val)
+        pool = Split(AudioClipDataset(ConcatClips([pub_clips, nat_clips]), y_pool), y_pool)
         n_pub = int(y_ev.shape[0])
         groups = {"public": np.arange(n_pub), "balanced_candidates": np.arange(n_pub)}
         if n_nat:
@@ -260,40 +198,8 @@ class AudioSet(Task):
 
     # ---- model --------------------------------------------------------------------------------------------------
     def _prepare_init(self) -> str:
-        """Model config and initial weights, fetched once per process (ImageNet DeiT or a hub checkpoint);
-        returns a note saying what the model starts from."""
-        from benchmark.audio import hub_ast, local_ast_init
-
-        if self._model_config is not None:
-            return self._init_note
-        if self.init_kind.startswith("hub:"):
-            config, state = hub_ast(self.init_kind[4:], self.num_classes)
-            if config.max_length != self.n_frames:
-                raise UserError(f"--init {self.init_kind}: the checkpoint reads {config.max_length} frames; set "
-                                f"--task audioset:frames={config.max_length}")
-            head = "its classifier head" if any(k.startswith("classifier.dense.") for k in state) else "a new head"
-            self._init_note = f"init: {self.init_kind} with {head}" + (
-                "; already fine-tuned on AudioSet" if self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET) else "")
-        else:
-            config, state, self._init_note = local_ast_init(self.model_size, self.num_classes, self.n_frames,
-                                                            self.init_kind)
-        self._model_config, self._init_state = config, state
-        return self._init_note
-
-    def build_model(self) -> torch.nn.Module:
-        from benchmark.audio import build_ast
-
-        self._prepare_init()
-        return build_ast(self._model_config, self._init_state)
-
-    def build_optimizer(self, model: torch.nn.Module, total_steps: int):
-        from benchmark.audio import ast_optimizer
-
-        return ast_optimizer(model, self.lr, self._n_train / self.batch_size, warmup=self.warmup,
-                             decay_start=self.decay_start, decay_every=self.decay_every,
-                             average_from=self.weight_avg_from, weight_decay=self.weight_decay)
-
-    def augment_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from benchmark.audio import spec_augment
-
-        return spec_augment(x, self.freqm, self._timem), y
+        fresh = self._model_config is None
+        note = super()._prepare_init()
+        if fresh and self.init_kind.startswith("hub:") and self.init_kind[4:].startswith(FINETUNED_ON_AUDIOSET):
+            self._init_note = note = note + "; already fine-tuned on AudioSet"
+        return note

@@ -4,15 +4,16 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from benchmark import Param, Split, Task, TaskData, UserError, register_task
 from benchmark.task import ArrayDataset
+
+if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
+    import torch
+    from torch import nn
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 # Per-channel statistics of the CIFAR training images, as in the LDAM-DRW and BagofTricks-LT code.
@@ -65,30 +66,11 @@ def read_cifar(folder: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, 
     return x_tr, y_tr, x_te, y_te, names
 
 
-class NormalizedNet(nn.Module):
-    """uint8 images in, per-channel normalization, the backbone's pooled features, a linear `.head`.
-
-    Normalizing inside the model means evaluation needs no separate transform; the separate `.head` is what
-    classifier re-training methods (cRT, τ-norm) act on.
-    """
-
-    def __init__(self, backbone: nn.Module, num_classes: int, mean: tuple[float, ...],
-                 std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.num_features, num_classes)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x.float() - self.mean) / self.std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
-
-
 def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
     """torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip() for a whole batch in one gather."""
+    import torch
+    import torch.nn.functional as F
+
     b, c, h, w = x.shape
     dev = x.device
     xp = F.pad(x, (pad, pad, pad, pad))  # zero fill, as RandomCrop's default
@@ -211,6 +193,8 @@ class CifarLT(Task):
                          f"so the validation split under-represents them")
 
         def split(x: np.ndarray, y: np.ndarray, idx: Optional[np.ndarray] = None) -> Split:
+            import torch
+
             if idx is not None:
                 x, y = x[idx], y[idx]
             return Split(ArrayDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)), y)
@@ -222,6 +206,9 @@ class CifarLT(Task):
     # ---- model and training ----------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
         import timm
+        from torch import nn
+
+        from benchmark.models import NormalizedNet
 
         kwargs: dict[str, Any] = dict(TINY_RESNET) if self.model_size == "tiny" else {}
         try:
@@ -244,6 +231,8 @@ class CifarLT(Task):
     def build_optimizer(self, model: nn.Module, total_steps: int):
         """LDAM-DRW's schedule on the step count: SGD (momentum 0.9), linear warm-up over the first 5 of 200
         epochs, then the LR × 0.01 after 80 % and × 0.0001 after 90 % of the budget."""
+        import torch
+
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
         warm = max(1, round(0.025 * total_steps))
 

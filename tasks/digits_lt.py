@@ -1,30 +1,18 @@
 """Offline real-data long-tailed task: scikit-learn's bundled handwritten digits (UCI optdigits test set) with the CIFAR-LT exponential profile."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
 
 from benchmark import Param, Split, Task, TaskData, UserError, register_task
+from benchmark.core.deploy import pick_per_class
+from benchmark.deploy import attach_deploy, deploy_params
 from benchmark.synthetic import exponential_counts
-from benchmark.task import MLP, ArrayDataset
+from benchmark.task import ArrayDataset
 
-
-class SmallCNN(nn.Module):
-    """Two 3x3 conv blocks on the 8x8 image, global average pool, linear head."""
-
-    def __init__(self, width: int, num_classes: int) -> None:
-        super().__init__()
-        self.backbone = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(2 * width, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x.view(-1, 1, 8, 8))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
+    from torch import nn
 
 
 @register_task
@@ -52,6 +40,7 @@ class DigitsLT(Task):
         "epochs": Param(float, 60.0, "training budget in epochs of the long-tailed training set", min=0.01,
                         max=1e4),
         "data_seed": Param(int, 0, "seed of the held-out / training split (model seeds vary per run)", min=0),
+        **deploy_params(None),
     }
     batch_size = 64
     lr = 3e-3
@@ -98,9 +87,16 @@ class DigitsLT(Task):
             idx = rng.permutation(np.flatnonzero(mask))
             return Split(ArrayDataset(x[idx], y[idx]), y[idx], features=x[idx])
 
-        return TaskData(split(train), split(val), split(test))
+        def draw_deploy(p: np.ndarray, n, drng: np.random.Generator):
+            # the images no split uses (few of the head digit: the prior decides how many fit)
+            idx = pick_per_class(y, ~(test | val | train), p, n, drng)
+            return x[idx], y[idx]
+
+        return attach_deploy(self, TaskData(split(train), split(val), split(test)), self.counts(), draw_deploy)
 
     def build_model(self) -> nn.Module:
+        from benchmark.models import MLP, SmallCNN
+
         if self.model == "cnn":
             return SmallCNN(max(self.hidden // 4, 1), 10)
         return MLP(64, self.hidden, 10)

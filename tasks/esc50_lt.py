@@ -118,8 +118,7 @@ class Esc50Source:
         self.table = table
 
     def clips(self, rows: np.ndarray, max_samples: int):
-        from benchmark.audio import EncodedClips
-        from benchmark.audio_tasks import FileClips
+        from benchmark.audio import EncodedClips, FileClips
 
         if self.table is not None:
             return EncodedClips(self.table, rows, max_samples, names=self.filename[rows])
@@ -184,7 +183,7 @@ class Esc50LT(ASTTask):
         "class_order": Param(str, "shuffled", "which class is the head: shuffled (a permutation seeded by data_seed; "
                              "target order would tie frequency to ESC-50's 5 major categories) | target (class 0 "
                              "first)", choices=("shuffled", "target")),
-        **ast_params(frames=512, frames_help="fbank frames of 10 ms; 0 = 512 (5.12 s, AST's ESC-50 input; tiny: 128)",
+        **ast_params(frames_help="fbank frames of 10 ms; 0 = 512 (5.12 s, AST's ESC-50 input; tiny: 128)",
                      lr=0.0, lr_help="peak learning rate; 0 = AST's ESC-50 recipe: 1e-4 from ImageNet or scratch, "
                      "1e-5 from a hub (AudioSet-trained) checkpoint", epochs=25.0, batch_size=48, warmup=0,
                      decay_start=5, decay_every=1, decay=0.85, freqm=24, timem=96),
@@ -243,8 +242,8 @@ class Esc50LT(ASTTask):
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def load(self) -> TaskData:
-        from benchmark.audio import CachedClips, cache_key
-        from benchmark.audio_tasks import LabeledClipDataset, readable
+        from benchmark.audio import CachedClips, LabeledClipDataset, cache_key
+        from benchmark.audio_tasks import readable
 
         src = self.source_data()
         c = self.num_classes
@@ -253,7 +252,6 @@ class Esc50LT(ASTTask):
             raise UserError(f"--task esc50-lt:test_fold={self.test_fold}: the data has folds "
                             f"{', '.join(map(str, folds))}")
         skipped: Counter = Counter()
-        fbank = self.fbank()
         unknown = (src.target < 0) | (src.fold < 0)
         skipped["metadata: unknown target or fold"] += int(unknown.sum())
         part_rows = {"test": np.flatnonzero(~unknown & (src.fold == self.test_fold)),
@@ -261,7 +259,7 @@ class Esc50LT(ASTTask):
         hint = (f"the audio must be encoded files whose header gives the sample rate (WAV, FLAC); expected "
                 f"{EXPECTED}")
         for part, rows in part_rows.items():
-            ok = readable(src.clips(rows, fbank.max_samples), part, self.data, skipped, hint)
+            ok = readable(src.clips(rows, self.max_samples), part, self.data, skipped, hint)
             part_rows[part] = rows[ok]
 
         # long-tailed training set and validation from the training folds, grouped by source recording
@@ -283,12 +281,12 @@ class Esc50LT(ASTTask):
                             f"folds other than {self.test_fold} for validation; lower n_max")
 
         def split(r: np.ndarray, tag: str) -> Split:
-            clips = src.clips(r, fbank.max_samples)
+            clips = src.clips(r, self.max_samples)
             if self.cache_dir:
                 clips = CachedClips(clips, os.path.expanduser(self.cache_dir),
                                     cache_key(src.identity, tag, r, clips.max_samples))
             labels = src.target[r]
-            return Split(LabeledClipDataset(clips, labels, fbank), labels)
+            return Split(LabeledClipDataset(clips, labels), labels)
 
         tr, va, te = rows[train], rows[val], part_rows["test"]
         self._set_n_train(tr.size)

@@ -115,7 +115,7 @@ class FSD50K(ASTTask):
 
     params = {
         "data": Param(str, FSD50K_HUB_ID, f"hub dataset id, or a local directory: {EXPECTED}"),
-        **ast_params(frames=1024, frames_help="fbank frames of 10 ms kept per clip (longer clips are cut, shorter "
+        **ast_params(frames_help="fbank frames of 10 ms kept per clip (longer clips are cut, shorter "
                      "padded); 0 = 1024 (10.24 s; tiny: 128)", lr=5e-5, lr_help="peak learning rate (AST's "
                      "balanced-AudioSet recipe, a set of similar size)", epochs=25.0, batch_size=12, warmup=1000,
                      decay_start=10, decay_every=5, decay=0.5, freqm=48, timem=192),
@@ -166,8 +166,8 @@ class FSD50K(ASTTask):
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def load(self) -> TaskData:
-        from benchmark.audio import AudioClipDataset, CachedClips, cache_key
-        from benchmark.audio_tasks import FileClips, readable
+        from benchmark.audio import AudioClipDataset, CachedClips, FileClips, cache_key
+        from benchmark.audio_tasks import readable
 
         layout, gt, dev_dir, eval_dir = self._layout()
         names, mids = self._vocabulary()
@@ -196,14 +196,13 @@ class FSD50K(ASTTask):
         if not Path(self.data).expanduser().exists():
             self._fetch_clips(parts)
 
-        fbank = self.fbank()
         stamp = os.path.getmtime(gt / "dev.csv")
         out: dict[str, tuple[Any, np.ndarray, np.ndarray]] = {}
         for part, (table, folder, rows, y) in parts.items():
             fnames = table["fname"][rows]
-            clips = FileClips([folder / f"{f}.wav" for f in fnames], fbank.max_samples)
+            clips = FileClips([folder / f"{f}.wav" for f in fnames], self.max_samples)
             ok = readable(clips, part, self.data, skipped, f"the audio must be {folder}/<fname>.wav ({EXPECTED})")
-            clips = FileClips(clips.paths[ok], fbank.max_samples)
+            clips = FileClips(clips.paths[ok], self.max_samples)
             if self.cache_dir:
                 clips = CachedClips(clips, os.path.expanduser(self.cache_dir),
                                     cache_key("fsd50k", Path(folder).resolve(), stamp, part, "/".join(fnames[ok]),
@@ -211,9 +210,9 @@ class FSD50K(ASTTask):
             out[part] = (clips, y[ok], fnames[ok])
         (tr_clips, y_tr, _), (va_clips, y_va, _), (ev_clips, y_ev, _) = out["train"], out["val"], out["eval"]
         self._set_n_train(y_tr.shape[0])
-        train = Split(AudioClipDataset(tr_clips, y_tr, fbank, mixup=self.mixup, alpha=self.mixup_alpha), y_tr)
-        val = Split(AudioClipDataset(va_clips, y_va, fbank), y_va)
-        pool = Split(AudioClipDataset(ev_clips, y_ev, fbank), y_ev)
+        train = Split(AudioClipDataset(tr_clips, y_tr, mixup=self.mixup, alpha=self.mixup_alpha), y_tr)
+        val = Split(AudioClipDataset(va_clips, y_va), y_va)
+        pool = Split(AudioClipDataset(ev_clips, y_ev), y_ev)
         absent = int((y_tr.sum(axis=0) == 0).sum())
         notes = [
             f"training: {y_tr.shape[0]} dev clips with split=train; validation: {y_va.shape[0]} dev clips with "

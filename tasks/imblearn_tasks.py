@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from benchmark import Param, Split, Task, TaskData, UserError, register_task
-from benchmark.task import MLP, ArrayDataset
+from benchmark.deploy import attach_deploy, deploy_params
+from benchmark.task import ArrayDataset
+
+if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
+    import torch
 
 # name: (samples, features, imbalance ratio, source and minority target), as in imblearn.datasets._zenodo
 DATASETS: dict[str, tuple[int, int, float, str]] = {
@@ -53,6 +57,7 @@ class ImblearnTask(Task):
     label 1 (the minority) is class 1. The test split is drawn i.i.d., so it is the natural view as a whole."""
 
     dataset: str = ""
+    group = "imblearn-<name>"
     multi_label = False
     main_metric = "top1"
     secondary_metric = "balanced_acc"
@@ -73,6 +78,7 @@ class ImblearnTask(Task):
         "data": Param(str, None, "scikit-learn data_home holding zenodo/ (default ~/scikit_learn_data or "
                       "$SCIKIT_LEARN_DATA)"),
         "data_seed": Param(int, 0, "seed of the stratified split (model seeds vary per run)", min=0),
+        **deploy_params(None, generated=False),
     }
     batch_size = 128
     lr = 3e-3
@@ -149,10 +155,15 @@ class ImblearnTask(Task):
 
         train, val, test = split(masks["train"]), split(masks["val"]), split(masks["test"])
         # held-out splits are i.i.d. draws of the training distribution: the natural view is all of each
-        return TaskData(train, val, test, pool_groups={"natural": np.arange(len(test))},
+        data = TaskData(train, val, test, pool_groups={"natural": np.arange(len(test))},
                         val_groups={"natural": np.arange(len(val))})
+        # a --deploy file holds raw features: standardized with the training statistics, as the splits are
+        return attach_deploy(self, data, np.bincount(train.labels, minlength=2), None,
+                             transform=lambda raw: (raw - mean) / np.where(std > 0, std, 1.0))
 
     def build_model(self) -> torch.nn.Module:
+        from benchmark.models import MLP
+
         d = getattr(self, "_dim", DATASETS[self.dataset][1])
         return MLP(d, self.hidden, 2, depth=0 if self.model == "logistic" else 1)  # depth 0: a linear `.head`
 

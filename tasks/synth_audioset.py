@@ -5,10 +5,10 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
-from benchmark import Param, Split, Task, TaskData, register_task
-from benchmark.audio import AST_SIZES, SAMPLE_RATE
+from benchmark import Param, Split, TaskData, register_task
+from benchmark.audio.config import SAMPLE_RATE
+from benchmark.audio_tasks import ASTTask, ast_params
 from benchmark.synthetic import draw_label_sets, power_law_prior
 
 EVENT_KINDS = ("tone", "chirp", "noise band", "clicks")
@@ -98,14 +98,14 @@ def synth_clips(labels: np.ndarray, p: dict[str, np.ndarray], n_samples: int, no
 
 
 @register_task
-class SynthAudioSet(Task):
+class SynthAudioSet(ASTTask):
     """Generated AudioSet-shaped audio: long-tailed, multi-label, confusable sound events, fed to a tiny AST.
 
     Clips mix class-specific events (harmonic tones, chirps, noise bands, click trains) over noise. The
     training split and the `natural` view follow a power-law prior like AudioSet's; the `public` view is drawn
-    with a uniform class prior, near-balanced as AudioSet's eval set. Same path as `audioset`: 16 kHz waveforms,
-    AST fbank in the loader, AST (transformers) from scratch with AST's optimizer; MixUp on waveforms and
-    SpecAugment are there but off by default (see their parameters).
+    with a uniform class prior, near-balanced as AudioSet's eval set. Same path as `audioset` (the `ASTTask`
+    base): 16 kHz waveforms in the loader, the batched AST fbank in the model, AST (transformers) from scratch with
+    AST's optimizer; MixUp on waveforms and SpecAugment are there but off by default (see their parameters).
     """
 
     name = "synth-audioset"
@@ -121,6 +121,8 @@ class SynthAudioSet(Task):
     views = ("public", "natural", "balanced", "inverse")
     balanced_min_positives = 15
 
+    default_frames = 128  # 1.28 s clips
+
     params = {
         "classes": Param(int, 56, "number of classes", min=2, max=527),
         "exponent": Param(float, 1.3, "power-law prior exponent (ρ ≈ 190 at 56 classes)", min=0.0, max=5.0),
@@ -132,50 +134,48 @@ class SynthAudioSet(Task):
         "n_natural": Param(int, 1000, "natural-view clips (training prior)", min=1, max=1_000_000),
         "n_public": Param(int, 1000, "public-view clips (uniform class prior)", min=1, max=1_000_000),
         "n_val": Param(int, 300, "validation clips (training prior)", min=1, max=1_000_000),
-        "frames": Param(int, 128, "fbank frames of 10 ms (clip length / 10 ms)", min=16, max=1024),
-        "model_size": Param(str, "tiny", "AST size (scratch init)", choices=tuple(AST_SIZES)),
-        "epochs": Param(float, 20.0, "budget in epochs of the training set", min=0.01, max=1e4),
-        "lr": Param(float, 3e-3, "peak learning rate (AST from scratch, tiny: higher than AST's fine-tuning)",
-                    min=0.0, max=1.0),
-        "batch_size": Param(int, 32, "training batch size", min=1, max=65_536),
-        "warmup": Param(int, 50, "linear warm-up, in batches", min=0),
+        # the AST recipe, with defaults for a tiny AST trained from scratch on generated audio
+        **{k: v for k, v in ast_params(
+            frames_help="fbank frames of 10 ms (clip length / 10 ms); 0 = 128", lr=3e-3,
+            lr_help="peak learning rate (AST from scratch, tiny: higher than AST's fine-tuning)", epochs=20.0,
+            batch_size=32, warmup=50, decay_start=0, decay_every=1, decay=0.5,
+            # SpecAugment off by default: AST's masks (log-mel 0) read as loud broadband bursts in this quiet
+            # audio, and even freqm=8, timem=12 cut the baseline's public mAUC from 0.79 to 0.65 at this budget
+            freqm=0, timem=0, eval_batch_size=256, num_workers=0).items()
+           if k not in ("cache_dir", "checkpoint_every")},  # generated in memory; runs take seconds
+        "model_size": Param(str, "tiny", "AST size: tiny (CPU) | small | base", choices=("tiny", "small", "base")),
+        # from scratch, the model needs its high-LR phase: earlier decay left 1 seed of 3 near chance
+        "lr_decay_start": Param(int, 0, "multiply the LR by lr_decay after this epoch and every lr_decay_every "
+                                "epochs after; 0 = after 75 % of the epochs", min=0, max=10_000),
+        "lr_decay_every": Param(int, 0, "epochs between LR decays; 0 = 5 % of the epochs", min=0, max=10_000),
         # off by default: with AST's 0.5, 1 seed of 3 stayed near chance at this budget (from scratch, tiny model)
         "mixup": Param(float, 0.0, "probability of MixUp on waveforms (AST: 0.5)", min=0.0, max=1.0),
-        # off by default: AST's masks (log-mel 0) read as loud broadband bursts in this quiet audio, and even
-        # freqm=8, timem=12 cut the baseline's public mAUC from 0.79 to 0.65 at this budget
-        "freqm": Param(int, 0, "SpecAugment frequency mask width bound (bins; AST: 48)", min=0, max=128),
-        "timem": Param(int, 0, "SpecAugment time mask width bound (frames; AST: 192 of 1024)", min=0, max=1024),
-        "num_workers": Param(int, 0, "DataLoader workers computing fbanks", min=0, max=64),
-        "data_seed": Param(int, 0, "seed of the generated audio (model seeds vary per run)", min=0),
+        "mixup_alpha": Param(float, 10.0, "MixUp λ ~ Beta(α, α)", min=0.01, max=1000.0),
     }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.eval_batch_size = 256
-        self._n_train = self.n_train
+        self.lr_decay_start = int(self.lr_decay_start or max(1, round(0.75 * self.epochs)))
+        self.lr_decay_every = int(self.lr_decay_every or max(1, round(0.05 * self.epochs)))
+        self._set_n_train(self.n_train)  # generated: the budget is known before loading
 
     @property
     def num_classes(self) -> int:
         return self.classes
 
-    @property
-    def budget_samples(self) -> int:  # type: ignore[override]
-        return int(round(self.epochs * self.n_train))
-
     def load(self) -> TaskData:
-        from benchmark.audio import ArrayClips, AudioClipDataset, Fbank
+        from benchmark.audio import ArrayClips, AudioClipDataset
 
         rng = np.random.default_rng(self.data_seed)
         prior = power_law_prior(self.classes, self.exponent)
         uniform = np.full(self.classes, prior.mean())
         p = event_params(self.classes, self.families, self.spread, rng)
-        fbank = Fbank(self.frames)
-        n_samples = fbank.max_samples
+        n_samples = self.max_samples
 
         def split(n: int, pr: np.ndarray, mixup: float = 0.0):
             y = draw_label_sets(n, pr, self.labels_per_clip, rng)
             waves = synth_clips(y, p, n_samples, self.noise, rng)
-            return AudioClipDataset(ArrayClips(waves), y, fbank, mixup=mixup), y
+            return AudioClipDataset(ArrayClips(waves), y, mixup=mixup, alpha=self.mixup_alpha), y
 
         train_ds, y_train = split(self.n_train, prior, self.mixup)
         nat_ds, y_nat = split(self.n_natural, prior)
@@ -183,7 +183,7 @@ class SynthAudioSet(Task):
         val_ds, y_val = split(self.n_val, prior)
         pool_clips = ArrayClips(np.concatenate([pub_ds.clips.waves, nat_ds.clips.waves]))
         y_pool = np.concatenate([y_pub, y_nat])
-        pool = Split(AudioClipDataset(pool_clips, y_pool, fbank), y_pool)
+        pool = Split(AudioClipDataset(pool_clips, y_pool), y_pool)
         n_pub = self.n_public
         groups = {"public": np.arange(n_pub), "balanced_candidates": np.arange(n_pub),
                   "natural": np.arange(n_pub, n_pub + self.n_natural)}
@@ -191,26 +191,3 @@ class SynthAudioSet(Task):
                  f"natural view: {self.n_natural} clips at the training prior (ρ ≈ {prior.max() / prior.min():.0f})"]
         return TaskData(Split(train_ds, y_train), Split(val_ds, y_val), pool, groups,
                         {"natural": np.arange(self.n_val)}, notes=notes)
-
-    def build_model(self) -> torch.nn.Module:
-        from benchmark.audio import ASTClassifier, ast_config
-
-        return ASTClassifier(ast_config(self.model_size, self.classes, self.frames))
-
-    def build_optimizer(self, model: torch.nn.Module, total_steps: int):
-        from benchmark.audio import ast_optimizer
-
-        # AST's shape of schedule over this budget: warm-up, then halvings over the last quarter of the epochs
-        # (from scratch, the model needs its high-LR phase; earlier decay left 1 seed of 3 near chance)
-        return ast_optimizer(model, self.lr, self.n_train / self.batch_size, warmup=self.warmup,
-                             decay_start=max(1, round(0.75 * self.epochs)),
-                             decay_every=max(1, round(0.05 * self.epochs)), weight_decay=5e-7)
-
-    def augment_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from benchmark.audio import spec_augment
-
-        return spec_augment(x, self.freqm, self.timem), y
-
-    def train_config(self) -> dict[str, Any]:
-        return {**super().train_config(), "optimizer": "adam(0.95, 0.999)", "warmup": self.warmup,
-                "mixup": self.mixup, "specaugment": [self.freqm, self.timem], "frames": self.frames}

@@ -1,10 +1,17 @@
 """Offline long-tailed multi-label task: Gaussian mixtures of confusable classes with a power-law prior (AudioSet's shape)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from benchmark import Param, Split, Task, TaskData, register_task
+from benchmark.deploy import attach_deploy, deploy_params
 from benchmark.synthetic import confusable_means, draw_label_sets, power_law_prior
-from benchmark.task import MLP, ArrayDataset
+from benchmark.task import ArrayDataset
+
+if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
+    import torch
 
 
 @register_task
@@ -37,6 +44,7 @@ class SynthMultiLabel(Task):
         "hidden": Param(int, 64, "MLP hidden units", min=1, max=65_536),
         "epochs": Param(float, 25.0, "training budget in epochs of the natural training set", min=0.01, max=1e4),
         "data_seed": Param(int, 0, "seed of the generated data (model seeds vary per run)", min=0),
+        **deploy_params(5000),
     }
     batch_size = 256
     lr = 3e-3
@@ -76,7 +84,16 @@ class SynthMultiLabel(Task):
                 g["balanced_candidates"] = np.arange(n_nat, n_nat + n_uni)
             return g
 
-        return TaskData(train, val, pool, groups(self.n_eval, self.n_uniform), groups(n_val, n_val_u))
+        def draw_deploy(p: np.ndarray, n: int, drng: np.random.Generator):
+            # label sets drawn ∝ the deployment class proportions, as the training sets are drawn ∝ the prior
+            y = draw_label_sets(n, p, self.labels_per_example, drng)
+            x = y.astype(np.float32) @ means.astype(np.float32) + drng.normal(size=(n, self.dim)).astype(np.float32)
+            return x, y
+
+        data = TaskData(train, val, pool, groups(self.n_eval, self.n_uniform), groups(n_val, n_val_u))
+        return attach_deploy(self, data, train.labels.sum(axis=0), draw_deploy, label_shape=(self.classes,))
 
     def build_model(self) -> torch.nn.Module:
+        from benchmark.models import MLP
+
         return MLP(self.dim, self.hidden, self.classes)

@@ -1,10 +1,18 @@
 """Offline long-tailed single-label task: confusable Gaussian classes with the CIFAR-LT exponential profile (ρ = 100)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from benchmark import Param, Split, Task, TaskData, register_task
+from benchmark.core.deploy import draw_deploy_labels
+from benchmark.deploy import attach_deploy, deploy_params
 from benchmark.synthetic import confusable_means, exponential_counts
-from benchmark.task import MLP, ArrayDataset
+from benchmark.task import ArrayDataset
+
+if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
+    import torch
 
 
 @register_task
@@ -33,6 +41,7 @@ class SynthSingleLabel(Task):
         "hidden": Param(int, 64, "MLP hidden units", min=1, max=65_536),
         "epochs": Param(float, 40.0, "training budget in epochs of the training set", min=0.01, max=1e4),
         "data_seed": Param(int, 0, "seed of the generated data (model seeds vary per run)", min=0),
+        **deploy_params(5000),
     }
     batch_size = 128
     lr = 3e-3
@@ -71,7 +80,14 @@ class SynthSingleLabel(Task):
         train = draw(np.repeat(np.arange(self.classes), counts))
         val, val_groups = eval_split(max(self.n_eval // 4, 10), max(self.per_class_uniform // 4, 1))
         pool, pool_groups = eval_split(self.n_eval, self.per_class_uniform)
-        return TaskData(train, val, pool, pool_groups, val_groups)
+
+        def draw_deploy(p: np.ndarray, n: int, drng: np.random.Generator):
+            y = draw_deploy_labels(p, n, drng)
+            return (means[y] + self.noise * drng.normal(size=(n, self.dim))).astype(np.float32), y
+
+        return attach_deploy(self, TaskData(train, val, pool, pool_groups, val_groups), counts, draw_deploy)
 
     def build_model(self) -> torch.nn.Module:
+        from benchmark.models import MLP
+
         return MLP(self.dim, self.hidden, self.classes)

@@ -13,8 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from benchmark import metrics as M
-from reports.load import results_module
+from benchmark.core import metrics as M
+from benchmark.core import results as rm
 
 VIEWS = ("natural", "balanced", "inverse")
 
@@ -54,7 +54,6 @@ def make_run_dir(root: Path, *, multi: bool = False, C: int = 6, seeds=(0, 1, 2)
 
     `val_transform(label, beta, val_scores)` may alter a method's validation scores (to steer the β choice).
     """
-    rm = results_module()
     task = task or ("fake-ml" if multi else "fake-sl")
     rng = np.random.default_rng(data_seed)
     counts = np.round(500 * 0.5 ** np.arange(C) + 5).astype(int)  # long tail: 505 ... ~20

@@ -1,4 +1,5 @@
-"""The shared audio pipeline (benchmark/audio.py): decoding, fbank, augmentation, AST weights and schedule."""
+"""The shared audio pipeline (benchmark/audio/): decoding, the batched fbank against torchaudio's kaldi.fbank,
+augmentation order, AST weights, the schedule and weight averaging."""
 import math
 
 import numpy as np
@@ -9,30 +10,52 @@ from audio_fixtures import flac_bytes
 from benchmark import UserError
 from benchmark.audio import (AST_SIZES, MASK_VALUE, OFFICIAL_VOCAB, ArrayClips, AudioClipDataset, AudioError,
                              ASTClassifier, ASTSchedule, CachedClips, Clips, Fbank, adapt_deit_to_ast, ast_config,
-                             ast_grid, ast_optimizer, decode_clip, probe_audio, read_vocab, resample_pos_embed,
-                             spec_augment, split_of, _item_rng)
+                             ast_grid, ast_optimizer, decode_clip, item_rng, kaldi_reference, probe_audio,
+                             read_vocab, resample_pos_embed, spec_augment, split_of, stack_waves)
 
 
 def tone(freq: float, sr: int, seconds: float) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(sr * seconds)) / sr)).astype(np.float32)
 
 
-@pytest.mark.filterwarnings("ignore:At least one mel filter")
-def test_fbank_matches_ast_feature_extractor():
-    from transformers import ASTFeatureExtractor
-
-    fe = ASTFeatureExtractor()  # numpy path (no torchaudio installed)
-    fb = Fbank(1024)
+def _test_waves() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     loud = (0.1 * rng.standard_normal(160_000)).astype(np.float32)
-    loud[:16_000] = 0.0  # silence hits the mel floor
-    for wave in (loud, tone(440.0, 16_000, 3.0), loud[:300], np.zeros(170_000, np.float32)):
-        ref = fe(wave, sampling_rate=16_000, return_tensors="np")["input_values"][0]
-        out = fb(wave)
-        assert out.shape == (1024, 128) and out.dtype == np.float32
-        np.testing.assert_allclose(out, ref, atol=2e-4)
-    # padding frames hold AST's zero fbank, normalized: the value SpecAugment masks with
-    assert np.allclose(fb(loud[:300]), MASK_VALUE)
+    loud[:16_000] = 0.0  # silence hits the log floor
+    return [loud, tone(440.0, 16_000, 3.0), loud[:300], loud[:401], loud[:50_123], np.zeros(170_000, np.float32),
+            (0.3 * rng.standard_normal(164_000)).astype(np.float32)]
+
+
+@pytest.mark.parametrize("frames", [1024, 48])
+def test_batched_fbank_matches_kaldi_fbank(frames):
+    """One batch of clips of every length (under a frame, a frame and a sample, partial, longer than the window)
+    against AST's reference: torchaudio.compliance.kaldi.fbank per clip, zero-padded, normalized."""
+    fb = Fbank(frames)
+    waves = _test_waves()
+    x, lengths = stack_waves([torch.from_numpy(w) for w in waves], fb.max_samples)
+    assert lengths.tolist()[:4] == [min(160_000, fb.max_samples), min(48_000, fb.max_samples), 300, 401]
+    out = fb(x, lengths)
+    assert out.shape == (len(waves), frames, 128) and out.dtype == torch.float32
+    for i, w in enumerate(waves):
+        ref = kaldi_reference(torch.from_numpy(w[: fb.max_samples]), frames)
+        torch.testing.assert_close(out[i], ref, atol=1e-3, rtol=0)
+    assert torch.all(out[2] == MASK_VALUE)  # under one frame: all padding, the value SpecAugment masks with
+    assert torch.all(out[3, 1:] == MASK_VALUE) and not torch.all(out[3, 0] == MASK_VALUE)  # exactly one frame
+    # samples past a clip's length are ignored: garbage there changes nothing
+    noisy = x.clone()
+    noisy[3, 401:] = 1.0
+    torch.testing.assert_close(fb(noisy, lengths), out, atol=0, rtol=0)
+    # under bf16 autocast the fbank stays float32 (the log needs it)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(fb(x, lengths), out, atol=0, rtol=0)
+
+
+def test_fbank_checks_its_inputs():
+    fb = Fbank(16)
+    with pytest.raises(ValueError, match="waves must be"):
+        fb(torch.zeros(fb.max_samples), torch.tensor([3]))
+    with pytest.raises(ValueError, match="frames"):
+        Fbank(0)
 
 
 def test_decode_resamples_flac_to_16k_mono_and_cuts():
@@ -79,24 +102,47 @@ def test_spec_augment_masks_one_band_per_axis():
 
 
 def test_mixup_mixes_waveforms_and_labels_with_one_lambda():
-    fb = Fbank(32)
     rng = np.random.default_rng(1)
-    waves = (0.1 * rng.standard_normal((5, fb.max_samples))).astype(np.float32)
+    waves = (0.1 * rng.standard_normal((5, 3200))).astype(np.float32)
+    lengths = np.array([3200, 3200, 2000, 3200, 1000])
     y = np.eye(5, dtype=bool)
-    ds = AudioClipDataset(ArrayClips(waves), y, fb, mixup=1.0, alpha=10.0)
+    ds = AudioClipDataset(ArrayClips(waves, lengths), y, mixup=1.0, alpha=10.0)
     torch.manual_seed(3)
-    x, target = ds[2]
+    (x, n), target = ds[2]
     torch.manual_seed(3)  # replay the item's draws
-    r = _item_rng()
+    r = item_rng()
     assert r.random() < 1.0
     j, lam = int(r.integers(5)), float(r.beta(10.0, 10.0))
     expected_y = lam * y[2] + (1 - lam) * y[j]
     np.testing.assert_allclose(target.numpy(), expected_y, rtol=1e-6)
-    np.testing.assert_allclose(x.numpy(), fb(lam * waves[2] + (1 - lam) * waves[j]), atol=1e-5)
-    plain = AudioClipDataset(ArrayClips(waves), y, fb)
-    x0, y0 = plain[2]
-    assert torch.equal(y0, torch.from_numpy(y[2].astype(np.float32)))
-    np.testing.assert_array_equal(x0.numpy(), fb(waves[2]))
+    partner = np.pad(waves[j, : lengths[j]], (0, 3200))[:2000]  # the partner takes the clip's length
+    assert int(n) == 2000 and x.shape == (3200,)  # padded to the clip length, the true length beside it
+    np.testing.assert_allclose(x[:2000].numpy(), lam * waves[2, :2000] + (1 - lam) * partner, atol=1e-6)
+    assert torch.all(x[2000:] == 0)
+    plain = AudioClipDataset(ArrayClips(waves, lengths), y)
+    (x0, n0), y0 = plain[4]
+    assert torch.equal(y0, torch.from_numpy(y[4].astype(np.float32))) and int(n0) == 1000
+    np.testing.assert_array_equal(x0[:1000].numpy(), waves[4, :1000])
+
+
+def test_model_computes_the_fbank_then_spec_augment_only_in_training():
+    """The order AST uses: MixUp on waveforms (the dataset), then the fbank, then SpecAugment on it (the model)."""
+    torch.manual_seed(0)
+    model = ASTClassifier(ast_config("tiny", 3, 64), Fbank(64), freqm=24, timem=20)
+    x, lengths = stack_waves([torch.from_numpy(w) for w in _test_waves()[:3]], model.fbank.max_samples)
+    fbanks = model.fbank(x, lengths)
+    model.eval()
+    torch.testing.assert_close(model.features((x, lengths)), fbanks, atol=0, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model((x, lengths)), model(fbanks))  # waveforms or ready fbanks: same logits
+    model.train()
+    torch.manual_seed(5)
+    augmented = model.features((x, lengths))
+    torch.manual_seed(5)
+    torch.testing.assert_close(augmented, spec_augment(fbanks, 24, 20), atol=0, rtol=0)
+    assert (augmented != fbanks).any()
+    with pytest.raises(ValueError, match="fbank frames"):
+        ASTClassifier(ast_config("tiny", 3, 64), Fbank(32))
 
 
 class _Counting(Clips):
@@ -192,26 +238,38 @@ def test_imagenet_init_needs_a_pretrained_size():
         imagenet_ast_state("tiny", ast_config("tiny", 5))
 
 
-def test_ast_schedule_warmup_and_halvings():
+def _ast_factor(batch: int, bpe: float, warmup: int, decay_start: int, decay_every: int, gamma: float) -> float:
+    """The previous hand-written ASTSchedule.factor, kept as the reference the torch schedulers must reproduce."""
+    warm = min(1.0, (batch + 1) / warmup) if warmup > 0 else 1.0
+    done = int(batch // bpe)
+    halvings = 0 if done < decay_start else 1 + (done - decay_start) // decay_every
+    return warm * gamma ** halvings
+
+
+@pytest.mark.parametrize("bpe,warmup,start,every,gamma,steps", [
+    (100, 50, 2, 1, 0.5, 500),  # AST full AudioSet shape: milestones 2, 3, 4
+    (10, 0, 10, 5, 0.5, 260),  # balanced: 10, 15, 20, 25
+    (1370.9, 1000, 10, 5, 0.5, 34_000),  # balanced AudioSet at batch 12, fractional epochs
+    (3.3, 1000, 2, 1, 0.5, 90),  # a tiny subset: the decays fall inside the warm-up
+    (62.5, 50, 15, 1, 0.85, 1250),  # synth-audioset's defaults (lr_decay 0.85 as esc50-lt)
+    (7, 1, 0, 2, 0.5, 40),  # decay from epoch 0, warm-up of one batch
+])
+def test_ast_schedule_equals_the_hand_written_factor_step_by_step(bpe, warmup, start, every, gamma, steps):
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    sched = ASTSchedule(opt, batches_per_epoch=100, warmup=50, decay_start=2, decay_every=1)
-    lrs = []
-    for _ in range(500):
-        lrs.append(opt.param_groups[0]["lr"])
+    sched = ASTSchedule(opt, bpe, steps, warmup=warmup, decay_start=start, decay_every=every, gamma=gamma)
+    got, want = [], []
+    for b in range(steps):
+        got.append(opt.param_groups[0]["lr"])
+        want.append(1e-3 * _ast_factor(b, bpe, warmup, start, every, gamma))
         opt.step()
         sched.step()
-    lrs = np.array(lrs)
-    np.testing.assert_allclose(lrs[:50], 1e-3 * np.arange(1, 51) / 50)  # linear warm-up
-    np.testing.assert_allclose(lrs[50:200], 1e-3)  # epochs 1-2 (AST full: milestones 2, 3, 4, 5)
-    for e in range(2, 5):  # epoch e+1 runs at 0.5^(e-1)
-        np.testing.assert_allclose(lrs[e * 100:(e + 1) * 100], 1e-3 * 0.5 ** (e - 1))
-    balanced = ASTSchedule(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 0, 10, 5)
-    assert [balanced.factor(e * 10) for e in (9, 10, 14, 15, 20)] == [1.0, 0.5, 0.5, 0.25, 0.125]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
+    assert len(set(np.round(got, 15))) > 2  # the schedule moved
 
 
 def test_weight_averaging_loads_the_mean_of_epoch_end_weights():
     model = ASTClassifier(ast_config("tiny", 3, 32))
-    opt, sched = ast_optimizer(model, lr=0.0, batches_per_epoch=2, warmup=0, average_from=2)
+    opt, sched = ast_optimizer(model, lr=0.0, batches_per_epoch=2, total_steps=7, warmup=0, average_from=2)
     assert opt.defaults["betas"] == (0.95, 0.999) and opt.defaults["weight_decay"] == 5e-7
     p = model.head.bias
     snapshots = []
@@ -223,18 +281,21 @@ def test_weight_averaging_loads_the_mean_of_epoch_end_weights():
         if (step + 1) % 2 == 0 and (step + 1) // 2 >= 2:
             snapshots.append(float(step))
     snapshots.append(6.0)
-    # a resumed run (accelerator.save_state / load_state) continues the schedule and the running sum
+    # a resumed run (accelerator.save_state / load_state) continues the schedule and the running mean
     import io
 
     buf = io.BytesIO()
     torch.save(sched.state_dict(), buf)
     model2 = ASTClassifier(ast_config("tiny", 3, 32))
-    opt2, sched2 = ast_optimizer(model2, lr=0.0, batches_per_epoch=2, warmup=0, average_from=2)
+    opt2, sched2 = ast_optimizer(model2, lr=0.0, batches_per_epoch=2, total_steps=7, warmup=0, average_from=2)
     sched2.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
-    assert sched2.last_epoch == 7 and model2.averager.count == 2 and model2.averager.dirty
+    assert sched2.steps == 7 and model2.averager.count == 2 and model2.averager.dirty
     model.eval()
     torch.testing.assert_close(p.detach(), torch.full_like(p, sum(snapshots) / len(snapshots)))
-    assert sched.state_dict()["averager_state"]["count"] == len(snapshots)
+    assert model.averager.count == len(snapshots) == 3
+    b0 = model2.head.bias.detach().clone()
+    model2.eval()  # the resumed run: epochs 2 and 3 (3.0, 5.0) restored, its own current weights the last snapshot
+    torch.testing.assert_close(model2.head.bias.detach(), (3.0 + 5.0 + b0) / 3)
 
 
 def test_official_vocabulary_and_split_names():
@@ -260,10 +321,17 @@ def test_ast_sizes_are_consistent():
     assert math.isclose(Fbank(1024).max_samples / 16_000, 10.24)
 
 
-def test_throughput_script_smoke(capsys):
-    from benchmark.ast_throughput import main
+def test_throughput_script_smoke(capsys, monkeypatch):
+    import importlib
 
-    assert main(["--model-size", "tiny", "--batch-sizes", "4", "--steps", "2", "--warmup", "1", "--clips", "4",
-                 "--workers", "0", "--dtype", "fp32"]) == 0
-    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith(("model ", "loader "))]
-    assert [r[0] for r in rows] == ["model", "loader"] and all(float(r[2]) > 0 for r in rows)
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    main = importlib.import_module("tests.perf.ast_throughput").main
+    assert main(["--tiny", "--batch-sizes", "2", "--steps", "1", "--warmup", "0", "--clips", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines() if ln.startswith("| ")]
+    assert rows[0][:3] == ["mode", "batch", "clips/s"]
+    assert [r[0] for r in rows[1:]] == ["fbank", "model", "model+fbank", "loader"]
+    assert all(r[1] == "2" and float(r[2]) > 0 for r in rows[1:])
+    assert "AST-tiny" in out and "fp32 on cpu" in out

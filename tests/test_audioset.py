@@ -65,18 +65,21 @@ def test_audioset_load_splits_views_and_features(audioset_dir, hf_cache, tmp_pat
     np.testing.assert_array_equal(data.pool_groups["public"], np.arange(6))
     np.testing.assert_array_equal(data.pool_groups["natural"], np.arange(6, 9))
     assert task.budget_samples == 25 * 8
-    x, y = data.train.dataset[0]
-    assert tuple(x.shape) == (128, 128) and tuple(y.shape) == (527,)
-    xp, yp = data.pool.dataset[0]
+    (w, n), y = data.train.dataset[0]
+    assert tuple(w.shape) == (128 * 160,) and tuple(y.shape) == (527,)
+    assert int(n) == 128 * 160  # 1.5 s clips cut to the 1.28 s window: the loader only decodes and resamples
+    (wp, np_), yp = data.pool.dataset[0]
     idx = [task.class_names.index(c[1]) for c in CLASSES]
     assert yp.numpy()[idx].sum() >= 1 and yp.sum() == data.pool.labels[0].sum()  # eval clips are not mixed
     model = task.build_model()
-    assert model(x[None]).shape == (1, 527)
+    assert model((w[None], n[None])).shape == (1, 527)
+    assert model.fbank.frames == 128 and (model.freqm, model.timem) == (48, 24)  # timem 192 of 1024, scaled
     done = sorted((tmp_path / "cache").glob("*.done.npy"))
     assert len(done) == 4  # train, natural, val, public: one cache per slice
     assert sum(int(np.load(f).sum()) for f in done) >= 2  # the two clips read above are cached
-    x2, _ = data.pool.dataset[0]
-    np.testing.assert_allclose(x2.numpy(), xp.numpy(), atol=5e-3)  # 16-bit cache: noise floor in empty bins
+    (w2, n2), _ = data.pool.dataset[0]
+    assert int(n2) == int(np_)
+    np.testing.assert_allclose(w2.numpy(), wp.numpy(), atol=float(wp.abs().max()) / 32767)  # 16-bit cache
 
 
 def test_vocab_from_data_and_from_csv(audioset_dir, hf_cache, tmp_path):
@@ -178,3 +181,31 @@ def test_synth_audioset_generates_learnable_events_and_runs(tmp_path):
     assert res["eval"]["public"]["n_examples"] == 24 and res["eval"]["natural"]["n_examples"] == 24
     again = get_task(TINY_SYNTH).load()  # seeded: the same audio every time
     np.testing.assert_array_equal(again.train.dataset.clips.waves, prepared.data.train.dataset.clips.waves)
+
+
+def test_hub_checkpoint_of_another_length_is_fitted_as_in_every_ast_task(audioset_dir, hf_cache, monkeypatch):
+    """audioset shares ASTTask's init path: a hub checkpoint read at 1024 frames is fitted to the task's 128
+    (it used to fail there) and its weights load; the note says so and that it has seen AudioSet."""
+    import torch
+
+    import benchmark.audio.model as ast_model
+
+    def fake_hub(model_id, num_classes):
+        config = ast_model.ast_config("tiny", num_classes, frames=1024)
+        torch.manual_seed(1)
+        return config, ast_model.ASTClassifier(config).ast.state_dict()
+
+    monkeypatch.setattr(ast_model, "hub_ast", fake_hub)
+    with pytest.warns(UserWarning, match="already fine-tuned"):
+        task = get_task("audioset", data=str(audioset_dir), model_size="tiny",
+                        init="hub:MIT/ast-finetuned-audioset-10-10-0.4593")
+    task.load()
+    note = task._prepare_init()
+    assert "fitted from 1024 to 128 frames" in note and note.endswith("already fine-tuned on AudioSet")
+    model = task.build_model()
+    ref = fake_hub("x", 527)[1]
+    key = "audio_spectrogram_transformer.layers.0.mlp.fc1.weight"
+    assert torch.equal(model.ast.state_dict()[key], ref[key])  # the checkpoint's weights, not a fresh init
+    assert model.ast.config.max_length == 128 and model.fbank.frames == 128
+    w = torch.zeros(2, model.fbank.max_samples)
+    assert model((w, torch.tensor([20_480, 3_000]))).shape == (2, 527)

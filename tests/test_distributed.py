@@ -60,7 +60,7 @@ def test_each_process_gets_a_disjoint_deterministic_part_of_the_stream(budget, b
 
 
 @pytest.mark.distributed
-@pytest.mark.slow
+@pytest.mark.slow(reason="starts 2 gloo processes with torchrun, each importing torch (~15 s)")
 def test_two_process_evaluation_equals_one_process_and_streams_are_disjoint(tmp_path):
     torch.manual_seed(0)
     task = get_task(TINY_ML)
@@ -98,7 +98,7 @@ def test_two_process_evaluation_equals_one_process_and_streams_are_disjoint(tmp_
 
 
 @pytest.mark.distributed
-@pytest.mark.slow
+@pytest.mark.slow(reason="accelerate launch of 2 CPU processes through the CLI (~15 s)")
 def test_accelerate_launch_two_processes_runs_the_grid_once_from_the_main_process(tmp_path):
     out = tmp_path / "out"
     cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -111,6 +111,8 @@ def test_accelerate_launch_two_processes_runs_the_grid_once_from_the_main_proces
     assert len(runs) == 3 and all(d["status"] == "ok" for d in runs)
     for d in runs:
         assert d["env"]["num_processes"] == 2
+        # the global batch is the task's: each of the 2 processes takes half of it, so 1 and 2 processes train alike
+        assert d["env"]["batch_per_process"] * 2 == d["config"]["train"]["batch_size"]
         # the fair budget is drawn exactly once over both processes (no padding repeats)
         assert d["effective_prior"]["samples_seen"] == d["config"]["train"]["budget_samples"] == 3000
         assert d["eval"]["natural"]["n_examples"] == 1500
@@ -120,3 +122,42 @@ def test_accelerate_launch_two_processes_runs_the_grid_once_from_the_main_proces
     # the grid's bar, from the main process only: one bar starts (each bar prints its empty state once)
     assert len(re.findall(r"runs:\s+0%\|[^|]*\| 0/3 \[00:00<\?, \?run/s\]", r.stderr)) == 1
     assert not list(out.glob("results/*/*.claim")) and not list(out.glob("results/*/.*"))
+
+
+@pytest.mark.distributed
+@pytest.mark.slow(reason="trains the same grid with 1 and with 2 launched processes")
+def test_one_and_two_processes_train_alike_and_old_full_batch_runs_are_not_mixed_in(tmp_path):
+    """Fixed global batch: a 2-process run takes the optimizer steps of a 1-process run on the same batches, so
+    its metrics match (to float rounding) and a 2-process rerun into a 1-process --out may reuse its results."""
+    grid = ("--task", TINY_ML, "--method", "oversample:beta=1", "--seeds", "1", "--quiet", "--no-report")
+    one, two = tmp_path / "one", tmp_path / "two"
+    r1 = subprocess.run([sys.executable, str(ROOT / "run_benchmark.py"), *grid, "--out", str(one)],
+                        capture_output=True, text=True, env=cpu_env(), cwd=ROOT, timeout=LAUNCH_TIMEOUT)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "run_benchmark.py")]
+    r2 = subprocess.run([*launch, *grid, "--out", str(two)], capture_output=True, text=True, env=cpu_env(),
+                        cwd=ROOT, timeout=LAUNCH_TIMEOUT)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    a = {p.name: json.loads(p.read_text()) for p in (one / "results").glob("*/*.json")}
+    b = {p.name: json.loads(p.read_text()) for p in (two / "results").glob("*/*.json")}
+    assert a.keys() == b.keys() and len(a) == 2  # one run id for both process counts
+    for name, d1 in a.items():
+        d2 = b[name]
+        assert (d1["env"]["num_processes"], d2["env"]["num_processes"]) == (1, 2)
+        assert d1["effective_prior"] == d2["effective_prior"]  # the same samples were drawn
+        for view, e in d1["eval"].items():
+            for k, v in e["metrics"].items():
+                assert abs(d2["eval"][view]["metrics"][k] - v) <= 1e-5, (name, view, k)
+    # a result trained by 2 processes that each took a full batch (before the global batch was fixed) differs in
+    # its optimizer steps: it is not counted as finished (redone), and the report leaves it out with a warning
+    path = next(p for p in (two / "results").glob("*/*.json") if "oversample" in p.read_text())
+    d = json.loads(path.read_text())
+    del d["env"]["batch_per_process"]
+    path.write_text(json.dumps(d))
+    from benchmark.core.results import check_result
+
+    assert check_result(path).state == "invalid" and "each took a full batch" in check_result(path).reason
+    r = subprocess.run([sys.executable, str(ROOT / "run_benchmark.py"), "report", str(two)], capture_output=True,
+                       text=True, env=cpu_env(), cwd=ROOT, timeout=LAUNCH_TIMEOUT)
+    assert r.returncode == 0 and "each took a full batch" in r.stderr, r.stderr[-3000:]

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import metrics as M
-from benchmark.results import SCHEMA_VERSION
+from benchmark.core import metrics as M
+from benchmark.core.results import SCHEMA_VERSION
 from conftest import TINY_ML, TINY_SL, run_cli
 
 

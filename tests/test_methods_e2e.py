@@ -8,7 +8,7 @@ import pytest
 
 from benchmark import UserError, get_method, get_task, list_methods
 from benchmark.engine import Engine, RunSpec, evaluate_views, prepare_task
-from benchmark.metrics import softmax
+from benchmark.core.metrics import softmax
 from conftest import TINY_ML, TINY_SL, run_cli
 
 # even smaller budgets than the shared tiny tasks: a few optimizer steps each
@@ -76,7 +76,7 @@ def test_posthoc_sweeps_do_not_retrain(tmp_path, monkeypatch):
     specs = ["none", "logit_adjust:tau=0", "logit_adjust:tau=0.5", "logit_adjust:tau=1", "tau_norm:tau=0.5",
              "tau_norm:tau=0,keep_bias=true"]
     methods = [get_method(s) for s in specs]
-    run_grid([task], methods, [0], tmp_path, quiet=True, report=False)
+    run_grid([task], methods, [0], tmp_path, quiet=True)
     assert trained == ["none"]
     engine = Engine(None, tmp_path)
     res = {s: json.loads(engine.path(RunSpec(task, m, 0)).read_text()) for s, m in zip(specs, methods)}
@@ -139,11 +139,27 @@ def test_runner_retrains_a_baseline_whose_model_was_not_kept(tmp_path):
     from benchmark.runner import run_grid
 
     task = get_task(SL)
-    run_grid([task], [get_method("none")], [0], tmp_path, quiet=True, report=False)
+    run_grid([task], [get_method("none")], [0], tmp_path, quiet=True)
     pt = Engine(None, tmp_path).path(RunSpec(task, get_method("none"), 0)).with_suffix(".pt")
     pt.unlink()
-    msg = run_grid([task], [get_method("none"), get_method("crt")], [0], tmp_path, quiet=True, report=False)
-    assert msg.startswith("2 run(s) done") and pt.exists()
+    msg = run_grid([task], [get_method("none"), get_method("crt")], [0], tmp_path, quiet=True)
+    assert str(msg).startswith("2 run(s) done") and pt.exists()
+
+
+def test_a_threshold_that_repeats_nothing_is_logged_and_stored(bench):
+    engine, tasks = bench
+    task, prepared, base = tasks["single"]
+    spec = RunSpec(task, get_method("repeat_factor:t=0.001"), 0)  # LVIS' t: below every class of the tiny task
+    res = engine.run(spec, prepared)
+    assert res["status"] == "ok" and len(res["warnings"]) == 1
+    assert "no class is rarer than t = 0.001" in res["warnings"][0]
+    # all factors 1: exactly the baseline's stream
+    assert res["effective_prior"]["class_counts_seen"] == base["effective_prior"]["class_counts_seen"]
+    log = (engine.out / "logs" / f"{spec.run_id}.log").read_text()
+    assert "warning: method 'repeat_factor': no class is rarer than t = 0.001" in log
+    auto = engine.run(RunSpec(task, get_method("repeat_factor"), 0), prepared)  # t=auto repeats the rarer classes
+    assert "warnings" not in auto
+    assert auto["effective_prior"]["imbalance_ratio_seen"] < base["effective_prior"]["imbalance_ratio_seen"]
 
 
 def test_imblearn_resamples_before_training_with_the_same_budget(bench):
@@ -182,8 +198,7 @@ def test_count_based_methods_run_with_absent_classes(tmp_path, kind):
     specs = ["logit_adjust", "logit_adjust:form=loss", "balanced_softmax", "class_balanced:beta_cb=1", "ldam_drw",
              "repeat_factor:t=0.5", "class_uniform", "sqrt_sampling", "progressive", "crt", "tau_norm"]
     specs += ["imblearn_smote", "imblearn_over"] if kind == "single" else ["asl", "dist_balanced"]
-    run_grid([task], [get_method("none")] + [get_method(s) for s in specs], [0], tmp_path, quiet=True,
-             report=False)
+    run_grid([task], [get_method("none")] + [get_method(s) for s in specs], [0], tmp_path, quiet=True)
     res = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*/*.json")]
     assert len(res) == len(specs) + 1
     assert all(d["status"] == "ok" for d in res), [(d["config"]["method"]["spec"], d["error"]) for d in res]

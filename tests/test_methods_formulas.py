@@ -8,9 +8,8 @@ import torch.nn.functional as F
 
 from benchmark import UserError, get_method, list_methods
 from benchmark.method import TrainInfo
-from methods.class_balanced import effective_number_weights
-from methods.class_weighted import class_loss_weights
-from methods.repeat_factor import class_repeat_factors
+from benchmark.losses import class_weights, effective_number_weights
+from benchmark.sampling import lvis_class_factors, lvis_threshold
 from methods.tau_norm import tau_normalize
 
 
@@ -55,9 +54,16 @@ def test_logit_adjusted_loss_hand_values():
     assert not m.posthoc and m.adjust_logits(np.ones((1, 3))).tolist() == [[1, 1, 1]]
     # softmax(log π) = π, so at zero logits the loss of class 2 is −log 0.1
     assert close(m.loss(torch.zeros(1, 3), torch.tensor([2]), 0.0), math.log(10))
-    # multi-label: BCE(z + log π_j); π = (0.5, 0.25): −log σ(log .5) = log 3, −log(1 − σ(log .25)) = −log .8
+    # multi-label: BCE(z + log(π_j / (1 − π_j))), the log prior odds as balanced_softmax; n = (2, 1), N = 4:
+    # shift (log 1, log 1/3): −log σ(0) = log 2, −log(1 − σ(log 1/3)) = −log 0.75
     mm = setup("logit_adjust:form=loss", ml([[0, 1], [0], [], []], 2))
-    assert close(mm.loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), 0.0), (math.log(3) - math.log(0.8)) / 2)
+    assert close(mm.loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), 0.0), (math.log(2) - math.log(0.75)) / 2)
+    bs = setup("balanced_softmax", ml([[0, 1], [0], [], []], 2))
+    z, t = torch.tensor([[0.3, -1.2]]), torch.tensor([[0.0, 1.0]])
+    assert close(mm.loss(z, t, 0.0), bs.loss(z, t, 0.0))  # τ = 1 is balanced softmax for both label types
+    # post-hoc multi-label subtracts τ times the same log odds
+    ph = setup("logit_adjust:tau=0.5", ml([[0, 1], [0], [], []], 2))
+    np.testing.assert_allclose(ph.adjust_logits(np.zeros((1, 2))), [[0.0, 0.5 * math.log(3)]], atol=1e-12)
 
 
 def test_balanced_softmax_single_and_multi_label():
@@ -76,15 +82,23 @@ def test_balanced_softmax_single_and_multi_label():
 def test_effective_number_weights_hand_values():
     counts = np.array([90, 9, 1])
     raw = np.array([0.1 / (1 - 0.9 ** 90), 0.1 / (1 - 0.9 ** 9), 1.0])  # (1 − β) / (1 − β^n), β = 0.9
-    want = raw / ((raw * counts).sum() / counts.sum())
+    want = raw * 3 / raw.sum()  # Cui et al.: Σ_j w_j = C
     np.testing.assert_allclose(effective_number_weights(counts, 0.9), want, rtol=1e-12)
+    np.testing.assert_allclose(effective_number_weights(counts, 0.9).sum(), 3.0, rtol=1e-12)
+    # by hand: 0.9^90 = 7.6e-5, 0.9^9 = 0.387420; raw = (0.100008, 0.163243, 1), sum 1.263251, × 3 / sum
+    np.testing.assert_allclose(effective_number_weights(counts, 0.9), [0.237500, 0.387676, 2.374824], rtol=1e-5)
     np.testing.assert_allclose(effective_number_weights(counts, 0.0), [1, 1, 1])
+    # an absent class keeps weight 1 and is left out of the sum: the present ones sum to 2
+    np.testing.assert_allclose(effective_number_weights(np.array([3, 0, 1]), 0.5), [8 / 11, 1.0, 14 / 11])
 
 
 def test_beta_cb_one_is_exactly_inverse_frequency_and_continuous():
     info = sl([90, 9, 1])
     w1 = effective_number_weights(info.class_counts, 1.0)
-    np.testing.assert_allclose(w1, class_loss_weights(info, 1.0), rtol=1e-12)  # limit: ∝ 1/n_j
+    inverse = 1.0 / np.array([90, 9, 1])
+    np.testing.assert_allclose(w1, inverse * 3 / inverse.sum(), rtol=1e-12)  # limit: ∝ 1/n_j, Σ = C
+    cw = class_weights(info.class_counts, 1.0)
+    np.testing.assert_allclose(w1 / w1.sum(), cw / cw.sum(), rtol=1e-12)  # class_weighted at β = 1, rescaled
     near = effective_number_weights(info.class_counts, 1 - 1e-12)
     assert np.all(np.isfinite(near)) and np.allclose(near, w1, rtol=1e-6)
 
@@ -93,9 +107,8 @@ def test_class_balanced_loss_on_ce_and_focal():
     info = sl([3, 1])
     lg, y = torch.tensor([[2.0, -1.0], [0.5, 0.3]]), torch.tensor([0, 1])
     m = setup("class_balanced:beta_cb=0.5", info)
-    w = torch.tensor([0.5 / (1 - 0.5 ** 3), 1.0])
-    w = w / ((w * torch.tensor([3.0, 1.0])).sum() / 4)
-    assert close(m.weights, w)
+    w = torch.tensor([8 / 11, 14 / 11])  # raw (0.5 / (1 − 0.5^3), 1) = (4/7, 1), scaled to sum 2
+    assert close(m.criterion.weight, w)
     assert close(m.loss(lg, y, 0.0), (F.cross_entropy(lg, y, reduction="none") * w[y]).mean())
     fm = setup("class_balanced:beta_cb=0.5,base=focal,gamma=2", info)
     p = torch.softmax(lg, 1)[torch.arange(2), y]
@@ -104,7 +117,7 @@ def test_class_balanced_loss_on_ce_and_focal():
     mi = ml([[0], [0], [0, 1], []], 2)
     mm = setup("class_balanced:beta_cb=0.5", mi)
     t, z = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.2, -0.4], [1.0, 0.1]])
-    wt = torch.as_tensor(mm.weights, dtype=torch.float32)
+    wt = mm.criterion.weight
     bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
     assert close(mm.loss(z, t, 0.0), (bce * torch.where(t > 0, wt, torch.ones_like(wt))).mean())
 
@@ -112,30 +125,60 @@ def test_class_balanced_loss_on_ce_and_focal():
 # ---- LDAM-DRW ----------------------------------------------------------------------------------------------------
 
 def test_ldam_margins_and_deferred_reweighting():
-    m = setup("ldam_drw:max_m=0.5,drw_start=0.8,beta_cb=0.9", sl([16, 1]))
-    np.testing.assert_allclose(m.margins, [0.25, 0.5])  # 16^-1/4 = 0.5, 1^-1/4 = 1, scaled to max 0.5
+    assert get_method("ldam_drw").s == 30.0  # the paper's scale
+    m = setup("ldam_drw:max_m=0.5,drw_start=0.8,beta_cb=0.9,s=1", sl([16, 1]))
+    np.testing.assert_allclose(m.criterion.margins, [0.25, 0.5])  # 16^-1/4 = 0.5, 1^-1/4 = 1, scaled to max 0.5
     z, y = torch.zeros(1, 2), torch.tensor([1])
     ce = math.log(1 + math.exp(0.5))  # CE([0, −0.5], class 1)
     assert close(m.loss(z, y, 0.5), ce)
+    # DRW from 80 % of the budget: a weighted mean Σ w_y ℓ / Σ w_y as the authors' code (torch's weight=)
     w = effective_number_weights(np.array([16, 1]), 0.9)
-    assert close(m.loss(z, y, 0.8), ce * w[1])  # DRW on from 80 % of the budget
-    s30 = setup("ldam_drw:s=30", sl([16, 1]))
+    z2, y2 = torch.zeros(2, 2), torch.tensor([0, 1])
+    ce0 = math.log(1 + math.exp(0.25))  # CE([−0.25, 0], class 0)
+    assert close(m.loss(z2, y2, 0.5), (ce0 + ce) / 2)
+    assert close(m.loss(z2, y2, 0.8), (w[0] * ce0 + w[1] * ce) / (w[0] + w[1]))
+    s30 = setup("ldam_drw", sl([16, 1]))
     assert close(s30.loss(torch.tensor([[0.1, 0.2]]), y, 0.0),
                  F.cross_entropy(30 * torch.tensor([[0.1, 0.2 - 0.5]]), y))
-    mm = setup("ldam_drw:drw_start=1", ml([[0], [0, 1]] * 8 + [[0]] * 0, 2))  # n = (16, 8)
+    mm = setup("ldam_drw:drw_start=1", ml([[0], [0, 1]] * 8, 2))  # n = (16, 8)
     marg = torch.tensor([0.5 * (16 ** -0.25) / (8 ** -0.25), 0.5])
     t, zz = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, 0.1]])
-    assert close(mm.loss(zz, t, 0.99), F.binary_cross_entropy_with_logits(zz - marg * t, t))
+    assert close(mm.loss(zz, t, 0.99), F.binary_cross_entropy_with_logits(30 * (zz - marg * t), t))
 
 
 # ---- samplers ----------------------------------------------------------------------------------------------------
 
 def test_repeat_factor_lvis_formula():
     info = ml([[0], [0, 1], [0, 1, 2], [0], [0], [0], [0], [0]], 4)  # f = 1, 2/8, 1/8, 0 (absent)
-    np.testing.assert_allclose(class_repeat_factors(info, 0.5, 0.5), [1, math.sqrt(2), 2, 1])
-    m = get_method("repeat_factor:t=0.5")
+    np.testing.assert_allclose(lvis_class_factors(info.class_counts, info.n_examples, 0.5, 0.5),
+                               [1, math.sqrt(2), 2, 1])
+    m = setup("repeat_factor:t=0.5", info)
     np.testing.assert_allclose(m.repeat_factors(info), [1, math.sqrt(2), 2, 1, 1, 1, 1, 1])
-    np.testing.assert_allclose(get_method("repeat_factor:t=0").repeat_factors(info), np.ones(8))
+    assert m.setup_warnings == []
+    np.testing.assert_allclose(setup("repeat_factor:t=0", info).repeat_factors(info), np.ones(8))
+
+
+def test_repeat_factor_auto_threshold_and_the_no_op_warning():
+    # 9 classes with f = 0.01 ... 0.09 (N = 100, one class per example, class 9 has the other 55 examples)
+    info = sl([1, 2, 3, 4, 5, 6, 7, 8, 9, 55])
+    # auto: round(798/1203 · 10) = 7 classes below t, so t is the 8th rarest frequency, 0.08
+    assert lvis_threshold(info.class_counts, info.n_examples) == 0.08
+    m = setup("repeat_factor", info)
+    assert m.t == "auto" and m.threshold == 0.08 and m.setup_warnings == []
+    f = m.repeat_factors(info)
+    np.testing.assert_allclose(f[info.labels == 0], math.sqrt(0.08 / 0.01))  # √8 for the rarest
+    np.testing.assert_allclose(f[info.labels == 3], math.sqrt(2))  # f = 0.04
+    assert (f[info.labels >= 7] == 1).all() and (np.bincount(info.labels[f > 1]) > 0).sum() == 7
+    # LVIS' t = 0.001 is below every class here: a no-op, and the run says so
+    lvis = setup("repeat_factor:t=0.001", info)
+    assert (lvis.repeat_factors(info) == 1).all()
+    assert lvis.setup_warnings == ["method 'repeat_factor': no class is rarer than t = 0.001 (the rarest has "
+                                   "frequency 0.01): every repeat factor is 1, sampling is plain shuffling; use "
+                                   "t=auto or a t above 0.01"]
+    with pytest.raises(UserError, match="parameter 't'.*auto or a number in"):
+        get_method("repeat_factor:t=often")
+    with pytest.raises(UserError, match="parameter 't'"):
+        get_method("repeat_factor:t=2")
 
 
 def epochs(m, info, n_epochs, seed=0):
@@ -385,3 +428,65 @@ def test_parameter_edges_stay_finite(spec):
             info.labels[:5])
         assert torch.isfinite(m.loss(z, t, 0.9))
         assert np.all(np.isfinite(m.adjust_logits(z.numpy().astype(np.float64))))
+
+
+# ---- the losses as a library (benchmark.losses): the modules the methods train with --------------------------------
+
+from benchmark import losses as L  # noqa: E402
+
+
+def test_methods_train_with_the_library_modules():
+    info = sl([6, 3, 1])
+    for spec, cls in (("class_weighted", L.ClassWeightedLoss), ("class_balanced", L.ClassBalancedLoss),
+                      ("focal", L.FocalLoss), ("balanced_softmax", L.BalancedSoftmaxLoss),
+                      ("logit_adjust:form=loss", L.LogitAdjustedLoss), ("ldam_drw", L.LDAMLoss)):
+        m = setup(spec, info)
+        assert type(m.criterion) is cls, spec
+        z, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 2])
+        assert close(m.loss(z, y, 0.0), m.criterion(z, y)), spec
+    mi = ml([[0, 1], [0], [2], []], 3)
+    for spec, cls in (("asl", L.AsymmetricLoss), ("dist_balanced", L.DistributionBalancedLoss)):
+        assert type(setup(spec, mi).criterion) is cls
+
+
+def test_loss_modules_from_counts_by_hand():
+    z = torch.zeros(2, 2)
+    # balanced softmax, single-label: CE(z + log π), π = (3/4, 1/4): class 1 at zero logits costs −log 1/4
+    bs = L.BalancedSoftmaxLoss.from_counts([3, 1])
+    assert close(bs(z[:1], torch.tensor([1])), math.log(4))
+    # multi-label without N: the prior odds are unknown, and the error says how to give them
+    with pytest.raises(ValueError, match="from_counts\\(counts, n_examples=N\\)"):
+        bs(z, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    # LDAM: reweight switches DRW on; weights sum to C
+    ld = L.LDAMLoss.from_counts([16, 1], s=1.0, drw_beta=0.9)
+    np.testing.assert_allclose(ld.drw_weight.sum().item(), 2.0, rtol=1e-6)
+    plain = ld(z, torch.tensor([0, 1])).item()
+    ld.reweight = True
+    assert ld(z, torch.tensor([0, 1])).item() > plain  # the rare class's larger term weighs more
+    # class-weighted, multi-label: positives × w_j, negatives × 1
+    cw = L.ClassWeightedLoss([1.0, 3.0])
+    t = torch.tensor([[0.0, 1.0]])
+    assert close(cw(torch.zeros(1, 2), t), (math.log(2) + 3 * math.log(2)) / 2)
+    # float64 logits work (the buffers follow the logits' dtype)
+    assert cw(torch.zeros(1, 2, dtype=torch.float64), t.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("make, call, match", [
+    (lambda: L.FocalLoss(), (torch.zeros(2, 3), torch.zeros(2, 2)), r"multi-label targets must have the logits' shape"),
+    (lambda: L.FocalLoss(), (torch.zeros(2, 3), torch.tensor([[0, 1]])), r"single-label targets must be \(B,\)"),
+    (lambda: L.FocalLoss(), (torch.zeros(3), torch.tensor([0])), r"logits must be \(B, C\)"),
+    (lambda: L.FocalLoss(), (torch.zeros(1, 2), torch.tensor([[True, False]])), "give multi-label targets as float"),
+    (lambda: L.AsymmetricLoss(), (torch.zeros(2, 2), torch.tensor([0, 1])), "AsymmetricLoss is a multi-label loss"),
+    (lambda: L.ClassWeightedLoss([1.0, 2.0]), (torch.zeros(1, 3), torch.tensor([0])), "weight has 2 classes but"),
+    (lambda: L.FocalLoss(gamma=-1), None, "gamma must be >= 0"),
+    (lambda: L.FocalLoss(alpha=1.5), None, r"alpha must be in \[0, 1\]"),
+    (lambda: L.ClassBalancedLoss.from_counts([3, 1], beta=2), None, r"beta must be in \[0, 1\]"),
+    (lambda: L.ClassWeightedLoss.from_counts([[3, 1]]), None, r"counts must be a non-empty \(C,\) array"),
+    (lambda: L.ClassWeightedLoss.from_counts([3, -1]), None, "counts must be finite and >= 0, got -1.0"),
+    (lambda: L.LDAMLoss.from_counts([3, 1], s=0), None, "s must be > 0"),
+    (lambda: L.LogitAdjustedLoss.from_counts([3, 1], n_examples=2), None, "n_examples=2 is below the largest"),
+])
+def test_loss_errors_name_the_argument(make, call, match):
+    with pytest.raises(ValueError, match=match):
+        loss = make()
+        loss(*call)

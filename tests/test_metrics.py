@@ -1,4 +1,4 @@
-"""benchmark.metrics against scikit-learn: ties, weights (with zeros), float32/float64, undefined classes, errors."""
+"""benchmark.core.metrics against scikit-learn: ties, weights (with zeros), float32/float64, undefined classes, errors."""
 from __future__ import annotations
 
 import json
@@ -16,8 +16,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-import benchmark.metrics as M
-from benchmark.metrics import (
+import benchmark.core.metrics as M
+from benchmark.core.metrics import (
     average_precision,
     dprime_from_auc,
     metrics_for,
@@ -153,7 +153,7 @@ def test_float64_sort_repairs_truncated_key_collisions():
 
 
 def test_long_tailed_problem_matches_sklearn():
-    from benchmark.perf import make_multilabel_problem, make_weights
+    from tests.perf.common import make_multilabel_problem, make_weights
 
     y, s = make_multilabel_problem(1000, 40, seed=0)
     for w in (None, make_weights(1000, seed=1)):
@@ -340,3 +340,14 @@ def test_singlelabel_validation(y, w, match):
     with pytest.raises(ValueError, match="finite"):
         singlelabel_metrics(np.array([0, 1, 1]), np.where(Y, np.nan, S))
     assert singlelabel_metrics(np.array([0.0, 1.0, 1.0]), S)["top1"] == pytest.approx(2 / 3)  # integral floats ok
+
+
+@pytest.mark.parametrize("module", ["benchmark.core.metrics", "benchmark.core.priors", "benchmark.core.results",
+                                    "reports.fmt", "reports.cache", "reports.summary", "reports.sweeps"])
+def test_docstring_examples_run(module):
+    """The examples in the public docstrings of the core and the report helpers are real, and right."""
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0, res

@@ -13,14 +13,18 @@ import pytest
 from scipy.stats import spearmanr
 
 from benchmark import UserError
-from benchmark import metrics as M
-from benchmark.views import (ViewContext, build_views, expand_view_names, prior_target, rake, read_prior_rows,
-                             resolve_prior, reweight_to_prior, shifted_prior, subsample_to_prior)
+from benchmark.core import metrics as M
+from benchmark.core.metrics import RunMetrics, weighted_ap_auc
+from benchmark.core.priors import lt_prior, read_prior_rows, resolve_prior
+from benchmark.core.stats import bootstrap_counts, combined_interval
+from benchmark.core.views import (ViewContext, build_views, expand_view_names, prior_target, rake, reweight_to_prior,
+                                  shifted_prior, subsample_to_prior)
 from reports.analysis import build_model
 from reports.load import load_runs
-from reports.priorshift import Options, analyze, select_best, spearman_log_prior
-from reports.scores import RunMetrics, bootstrap_counts, weighted_ap_auc
-from reports.stats import combined_interval
+from reports.options import Options
+from reports.per_class import spearman_log_prior
+from reports.priorshift import analyze
+from reports.sweeps import select_best
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_runs import make_run_dir  # noqa: E402
@@ -138,7 +142,6 @@ def test_prior_file_parsing(tmp_path):
     assert kind == "count"
     np.testing.assert_allclose(resolve_prior(rows, names), [0.1, 0.6, 0.3])
     bad = {
-        "class,probability\ncat,0.5\ndog,0.3\n": "probabilities sum to 0.8",
         "class,weight\ncat,1\n": "header must be",
         "cat,1,2\n": "expected 2 columns",
         "cat,-1\ndog,2\n": "must be a finite number >= 0",
@@ -150,10 +153,14 @@ def test_prior_file_parsing(tmp_path):
         with pytest.raises(UserError, match=msg):
             read_prior_rows(str(f))
     for text, msg in {"cat,1\ndgo,1\nbird,1\n": "did you mean 'dog'", "cat,1\ncat,2\n": "listed twice",
-                      "cat,1\ndog,1\n": "1 of 3 classes are missing", "7,1\n": "out of range"}.items():
+                      "cat,1\ndog,1\n": "1 of 3 classes are missing", "7,1\n": "out of range",
+                      # the sum is checked after the classes, so that a missing class is named, not summed
+                      "class,probability\ncat,0.5\ndog,0.3\nbird,0\n": "probabilities sum to 0.8",
+                      "class,probability\ncat,0.5\ndog,0.3\n": "1 of 3 classes are missing"}.items():
         f.write_text(text)
+        rows, kind = read_prior_rows(str(f))
         with pytest.raises(UserError, match=msg):
-            resolve_prior(read_prior_rows(str(f))[0], names)
+            resolve_prior(rows, names, kind=kind)
 
 
 # ---------------------------------------------------------------------------------------------------- kernel
@@ -179,6 +186,9 @@ def test_multiweight_kernel_equals_exact_metrics(seed):
         ref = M.multilabel_metrics(y[rows][:, [0, 1, 3, 4, 5]], s[rows][:, [0, 1, 3, 4, 5]], X[rows, k])
         assert math.isclose(got["mAP"][k], ref["mAP"], abs_tol=1e-12)
         assert math.isclose(got["dprime"][k], ref["dprime"], abs_tol=1e-9)
+    # mAP alone skips the AUC half: the same mAP, no mAUC / dprime in the result
+    ap_only = rm(X[rows], rows=rows, metrics=["mAP"])
+    assert set(ap_only) == {"mAP"} and np.array_equal(ap_only["mAP"], got["mAP"])
     # single-label: top1, balanced accuracy, one-vs-rest mAP; an excluded class drops its examples
     ys = rng.integers(0, C, n)
     p = np.round(rng.random((n, C)), 1)
@@ -237,10 +247,11 @@ def test_combined_interval_formula():
     b = np.random.default_rng(0).normal(0.02, 0.01, 5000)
     iv2 = combined_interval([0.01, 0.03, 0.02], b.tolist())
     v_seed, v_boot = 0.01**2 / 3, np.var(b, ddof=1)
-    df = (v_seed + v_boot) ** 2 / (v_seed**2 / 2)
     from scipy.stats import t
 
-    assert math.isclose(iv2.half_width, t.ppf(0.975, df) * math.sqrt(v_seed + v_boot), rel_tol=1e-9)
+    # each variance part with the t quantile of its own degrees of freedom (tests/test_stats.py: why)
+    expected = math.sqrt(t.ppf(0.975, 2) ** 2 * v_seed + t.ppf(0.975, b.size - 1) ** 2 * v_boot)
+    assert math.isclose(iv2.half_width, expected, rel_tol=1e-9)
     assert combined_interval([0.02], b.tolist()).half_width is None  # one seed: no interval
     assert combined_interval([], None) is None
 
@@ -322,15 +333,84 @@ def test_analysis_of_a_run_dir(tmp_path):
     # leaderboard cells now carry the bootstrap, and are wider than seeds alone
     sec = next(s for s in model.sections if s.key == "fake-sl")
     g = next(g for g in sec.methods if g.label == "oversample:beta=1")
-    from reports.stats import paired_deltas, summarize
+    from benchmark.core.stats import paired_deltas, summarize
 
     seeds_only = summarize(paired_deltas(g.values("natural", "top1"), sec.baseline.values("natural", "top1")))
     assert sec.delta(g, "natural", "top1").half_width > seeds_only.half_width
-    # per-class bins of the training counts 505, 255, 130, 68, 36, 21 (, 13, 9): an empty bin is n/a
-    assert sl.per_class.bin_sizes == {"many": 3, "medium": 3, "few": 0}
-    assert all(sl.per_class.bin_means[lab]["few"] is None for lab in sl.per_class.delta)
+    # per-class bins of the training counts 505, 255, 130, 68, 36, 21: the fixed > 100 / < 20 bins would leave
+    # "few" empty, so the bins are the terciles of the counts (thresholds 57 and 172: two classes each)
+    assert sl.per_class.bin_sizes == {"many": 2, "medium": 2, "few": 2}
+    assert dict(sl.per_class.bins)["many"] == "> 172 training examples (top third)"
+    assert dict(sl.per_class.bins)["few"] == "< 57 (bottom third)"
+    assert sl.per_class.metric == "recall" and ml.per_class.metric == "AP"  # single-label: per-class recall
+    assert all(sl.per_class.bin_means[lab]["few"] is not None for lab in sl.per_class.delta)
+    # the curve carries the leaderboards' kind of interval (seeds + bootstrap), so γ=0 and natural agree in kind
+    assert {iv.kind for ivs in sl.curve.delta.values() for iv in ivs} == {"seeds+bootstrap"}
+    assert sl.curve.n_bootstrap == 25 and sl.curve.n_examples > 0
     assert ml.per_class.bin_sizes == {"many": 3, "medium": 3, "few": 2}
     assert ml.curve is not None and len(ml.sweeps) == 1
     rows = sl.rows
     n_runs = 3 * 4
     assert len(rows) == n_runs * (15 * 3 + 17)
+
+
+def test_sade_prior_is_the_exponential_profile_over_training_ranks():
+    counts = np.array([5.0, 0.0, 500.0, 50.0])  # class 1 absent from training: prior 0
+    fwd = lt_prior(counts, 100, forward=True)
+    # ranks by training count: 500 -> 1, 50 -> 100^(-1/2), 5 -> 100^(-1); normalized by 1.11
+    np.testing.assert_allclose(fwd, np.array([0.01, 0.0, 1.0, 0.1]) / 1.11)
+    np.testing.assert_allclose(lt_prior(counts, 100, forward=False), np.array([1.0, 0.0, 0.01, 0.1]) / 1.11)
+    assert lt_prior(counts, 1, forward=True).tolist() == [1 / 3, 0.0, 1 / 3, 1 / 3]
+    with pytest.raises(ValueError, match="rho"):
+        lt_prior(counts, 0.5, forward=True)
+
+
+def test_runs_computed_in_threads_equal_one_at_a_time(tmp_path, monkeypatch):
+    """The thread pool over runs changes nothing: every cell, curve point and bootstrap vector is identical."""
+    import reports.priorshift as ps
+
+    def run(dirname: str, cores: int) -> dict:
+        root = make_run_dir(tmp_path / dirname, seeds=(0, 1), betas=(0.5, 1.0))
+        monkeypatch.setattr(ps.os, "cpu_count", lambda: cores)
+        return analyze(root, build_model(list(load_runs(root))), Options(bootstrap=20, views=["uniform"]))["fake-sl"]
+
+    one, many = run("serial", 1), run("threads", 4)
+    assert one.cells and one.cells == many.cells
+    assert one.curve.delta == many.curve.delta and one.rows == many.rows
+
+
+def test_multilabel_curve_bootstraps_five_gammas_and_interpolates_the_variance_between(tmp_path):
+    """Multi-label: only γ = 0, 0.5, 1, 1.5, 2 get their own curve bootstrap (an AP pass per column); between them
+    the bootstrap variance is the chord of its two neighbours'. Single-label (linear metrics): every γ. The point
+    estimates are exact at every γ either way."""
+    from scipy.stats import t
+
+    run = make_run_dir(tmp_path, multi=True, C=8, betas=(0.5, 1.0))
+    make_run_dir(tmp_path, betas=(1.0,))
+    shifts = analyze(run, build_model(list(load_runs(run))), Options(bootstrap=50))
+    ml, sl = shifts["fake-ml"], shifts["fake-sl"]
+    assert ml.curve.boot_gammas == [0.0, 0.5, 1.0, 1.5, 2.0] and sl.curve.boot_gammas == ml.curve.gammas
+    assert len(ml.curve.gammas) == 17 and ml.curve.n_bootstrap == 25
+    ivs = ml.curve.delta["oversample:beta=1"]
+    assert {iv.kind for iv in ivs} == {"seeds+bootstrap"}
+    # the seed-paired deltas per γ, from results.csv's rows
+    d = {}
+    for r in ml.rows:
+        if r["method"] == "oversample:beta=1" and r["distribution"].startswith("gamma"):
+            d.setdefault(float(r["distribution"][5:]), []).append(r["delta"])
+    n = len(d[0.0])
+    q_s, q_b = t.ppf(0.975, n - 1), t.ppf(0.975, 24)
+
+    def v_seed(g: float) -> float:
+        return float(np.var(d[g], ddof=1) / n)
+
+    def v_boot(g: float) -> float:  # backed out of a bootstrapped point's half-width
+        return (ivs[ml.curve.gammas.index(g)].half_width ** 2 - q_s**2 * v_seed(g)) / q_b**2
+
+    assert v_boot(0.0) > 0 and v_boot(0.5) > 0
+    for k, g in enumerate(ml.curve.gammas):
+        assert ivs[k].mean == pytest.approx(np.mean(d[g]), abs=1e-15)
+    for g, lo, hi in [(0.125, 0.0, 0.5), (0.25, 0.0, 0.5), (1.75, 1.5, 2.0)]:
+        w = (g - lo) / (hi - lo)
+        want = np.sqrt(q_s**2 * v_seed(g) + q_b**2 * ((1 - w) * v_boot(lo) + w * v_boot(hi)))
+        assert ivs[ml.curve.gammas.index(g)].half_width == pytest.approx(want, rel=1e-9)

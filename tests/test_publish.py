@@ -69,7 +69,7 @@ def test_report_options_bad_input_one_line(tmp_path):
     file_in_the_way.write_text("x")
     for args, needle in [
         (["--views", "forwrd10"], "unknown evaluation view 'forwrd10'"),
-        (["--eval-prior", str(bad)], "probabilities sum to 0.7"),
+        (["--eval-prior", str(bad)], "4 of 6 classes for task 'fake-sl' are missing ('class_2'"),
         (["--eval-prior", str(tmp_path / "missing.csv")], "cannot read it"),
         (["--bootstrap", "1"], "at least 2 resamples"),
         (["--shot-bins", "20,100"], "need 0 < FEW <= MANY"),
@@ -115,22 +115,33 @@ def test_grid_report_shows_curve_beta_and_per_class(tmp_path):
                                    "oversample:beta=0.25", "oversample:beta=0.5", "oversample:beta=1"}
 
 
-def test_prior_shift_report_imports_no_torch(tmp_path):
-    """Rendering from stored scores (npz, metrics kernel, raking, figures) stays torch-free."""
-    import subprocess
+def test_figures_are_cached_by_what_they_show(tmp_path, monkeypatch):
+    """A re-render copies unchanged figures (same bytes, nothing drawn); figures whose data changed are redrawn."""
+    import reports.plots as plots
+    from reports import render_report
 
-    run = make_run_dir(tmp_path / "run", seeds=(0, 1), betas=(1.0,))
-    code = (
-        "import sys\n"
-        "from reports import render_report\n"
-        "from reports.priorshift import Options\n"
-        f"render_report({str(run)!r}, options=Options(views=['uniform'], bootstrap=10),\n"
-        f"              publish={str(tmp_path / 'p')!r})\n"
-        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
-        "assert not bad, bad\n"
-        "assert 'benchmark' not in sys.modules  # engine modules are loaded from their files, not the package\n"
-    )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "p" / "priorshift_fake-sl.png").is_file()
+    run = make_run_dir(tmp_path / "run", seeds=(0, 1), betas=(0.5, 1.0))
+    render_report(run)
+    names = sorted(p.name for p in run.glob("*.png"))
+    assert {n.split("_")[0] for n in names} == {"beta", "perclass", "priorshift"}
+    first = {n: (run / n).read_bytes() for n in names}
+    for n in names:
+        (run / n).unlink()
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("a cached figure was drawn again")
+
+    for fn in ("curve_png", "beta_png", "per_class_png"):
+        monkeypatch.setattr(plots, fn, no_drawing)
+    render_report(run)
+    assert {n: (run / n).read_bytes() for n in names} == first
+    monkeypatch.undo()
+    # other numbers (10 bootstrap resamples, fewer than the curve's 25): its figure is drawn again
+    from reports.options import Options
+
+    drawn = []
+    orig = plots.curve_png
+    monkeypatch.setattr(plots, "FIGURE_WORKERS", 1)  # drawn in this process, so that `drawn` sees it
+    monkeypatch.setattr(plots, "curve_png", lambda *a: drawn.append(a[1].name) or orig(*a))
+    render_report(run, options=Options(bootstrap=10))
+    assert drawn == ["priorshift_fake-sl.png"]

@@ -27,7 +27,7 @@ def test_unknown_names_list_the_valid_ones():
     ("oversample:aggregate=median", "must be one of max, sum, mean"),
     ("oversample:gamma=2", "unknown parameter 'gamma'.*beta"),
     ("oversample:beta", "write key=value"),
-    ("synth-multilabel:classes=2.5", "must be int"),
+    ("synth-multilabel:classes=2.5", "must be an integer"),
 ])
 def test_bad_parameters_are_one_line_errors(spec, msg):
     with pytest.raises(UserError, match=msg):

@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from benchmark.claims import Claims, claim_path, process_start, read_claim, stale_reason
-from benchmark.results import read_result
+from benchmark.core.results import read_result
 from conftest import ROOT, TINY_ML, run_cli
 
 PLUGIN = str(ROOT / "tests" / "plugins" / "faults.py")
@@ -106,7 +107,9 @@ def test_heartbeat_touches_held_claims(tmp_path):
 
 def test_sigkill_mid_sweep_then_rerun_completes_every_run_exactly_once(tmp_path):
     out = tmp_path / "out"
-    args = ("--task", TINY_ML, "--method", "oversample:beta=0:1:0.25", "--seeds", "1", "--out", str(out), "--quiet")
+    # one process: SIGKILL does not reach the helper processes of --workers, which would finish the grid meanwhile
+    args = ("--task", TINY_ML, "--method", "oversample:beta=0:1:0.25", "--seeds", "1", "--out", str(out), "--quiet",
+            "--workers", "1")
     proc = start_cli(*args, "--no-report")
     wait_for(lambda: len(results(out)) >= 2, proc)
     proc.send_signal(signal.SIGKILL)
@@ -135,6 +138,40 @@ def test_sigkill_mid_sweep_then_rerun_completes_every_run_exactly_once(tmp_path)
     assert not left, left
 
 
+@pytest.mark.parametrize("damage,reason", [
+    (lambda d: {"schema_version": 1, "run_id": "x"}, "run_id 'x' does not match the file name"),
+    (lambda d: {**d, "run_id": "0" * 16}, "does not match the file name"),
+    (lambda d: {**d, "eval": {}}, "status ok but no evaluation results"),
+    (lambda d: {k: v for k, v in d.items() if k != "config"}, "'config' is missing"),
+    (lambda d: {**d, "status": "failed", "error": None}, "status failed without an error"),
+])
+def test_a_parseable_but_bogus_result_is_not_finished(tmp_path, damage, reason):
+    from benchmark.core.results import check_result
+
+    path = tmp_path / "results" / "t" / "0123456789abcdef.json"
+    path.parent.mkdir(parents=True)
+    good = {"schema_version": 1, "run_id": path.stem, "status": "ok", "error": None, "config": {"seed": 0},
+            "task_info": {"name": "t"}, "eval": {"natural": {"metrics": {"mAP": 0.5}}}, "env": {}}
+    path.write_text(json.dumps(good))
+    assert check_result(path).state == "ok" and read_result(path) == good
+    path.write_text(json.dumps(damage(good)))
+    check = check_result(path)
+    assert check.state == "invalid" and reason in check.reason and read_result(path) is None
+
+
+def test_a_bogus_result_is_redone_with_a_warning(tmp_path):
+    out = tmp_path / "out"
+    args = ("--task", TINY_ML, "--method", "none", "--seeds", "1", "--out", str(out), "--quiet", "--no-report")
+    assert run_cli(*args).returncode == 0
+    (path,) = results(out)
+    path.write_text(json.dumps({"schema_version": 1, "run_id": "x"}))
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert f"warning: {path} is not a valid result (run_id 'x' does not match the file name" in r.stderr
+    assert "redoing that run" in r.stderr and "1 run(s) done, 0 already finished" in r.stdout
+    assert read_result(path)["status"] == "ok"
+
+
 def test_killed_long_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
     task = f"{FAULTY},ckpt_every=3,step_sleep=0.08"
     args = ("--plugin", PLUGIN, "--task", task, "--method", "none", "--seeds", "1", "--quiet", "--no-report")
@@ -160,7 +197,8 @@ def test_killed_long_run_resumes_from_its_checkpoint_with_identical_results(tmp_
 def test_two_concurrent_processes_never_run_one_config_twice(tmp_path):
     out = tmp_path / "out"
     args = ("--plugin", PLUGIN, "--task", f"{FAULTY},step_sleep=0.04", "--method",
-            "oversample:beta=0:1:0.5,test-posthoc", "--seeds", "1", "--out", str(out), "--quiet", "--no-report")
+            "oversample:beta=0:1:0.5,test-posthoc", "--seeds", "1", "--out", str(out), "--quiet", "--no-report",
+            "--workers", "1")  # exactly two processes (no helpers), so that their "run(s) done" add up to the grid
     procs = [start_cli(*args) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs

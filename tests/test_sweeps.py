@@ -230,7 +230,25 @@ def test_log_with_a_missing_tracker_names_the_package(monkeypatch, tmp_path, cap
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     out = tmp_path / "out"
-    rc = cli.main(["--task", TINY_ML, "--out", str(out), "--log-with", "tensorboard"])
+    rc = cli.main(["--task", TINY_ML, "--method", "focal", "--out", str(out), "--log-with", "tensorboard"])
     err = capsys.readouterr().err
     assert rc == 2 and "pip install tensorboard" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_default_grid_runs_posthoc_logit_adjust_on_single_label_tasks_only(capsys):
+    """On multi-label ranking metrics a per-class logit shift equals the baseline exactly: not worth a run."""
+    from benchmark.runner import grid_specs
+
+    tasks, methods, seeds = grid()  # the offline default grid
+    pairs = {(s.task.name, s.method.name) for s in grid_specs(tasks, methods, seeds)}
+    assert ("synth-singlelabel", "logit_adjust") in pairs and ("digits-lt", "logit_adjust") in pairs
+    assert ("synth-multilabel", "logit_adjust") not in pairs and ("synth-multilabel", "oversample") in pairs
+    assert "runs 'logit_adjust' on single-label tasks only" in capsys.readouterr().err
+    # default methods on a multi-label task only: dropped, not an error
+    tasks, methods, seeds = grid("--task", "synth-multilabel")
+    assert "logit_adjust" not in {m.name for m in methods}
+    # asked for explicitly, it still runs there (the report then names it once as equal to the baseline)
+    tasks, methods, seeds = grid("--task", "synth-multilabel", "--method", "logit_adjust")
+    assert ("synth-multilabel", "logit_adjust") in {(s.task.name, s.method.name)
+                                                   for s in grid_specs(tasks, methods, seeds)}

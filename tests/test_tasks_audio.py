@@ -101,6 +101,8 @@ def test_fsd50k_end_to_end(fsd_dir, tmp_path):
 
 
 def test_fsd50k_hub_layout_subsets_and_features(tmp_path):
+    import torch
+
     root = write_fsd50k(tmp_path / "hubcopy", layout="hub")
     task = get_task("fsd50k:max_train=6,max_eval=5,num_workers=0", data=str(root), model_size="tiny",
                     cache_dir=str(tmp_path / "cache"))
@@ -112,16 +114,22 @@ def test_fsd50k_hub_layout_subsets_and_features(tmp_path):
     assert data.train.labels.shape[1] == 6 and data.train.labels.any(axis=1).all()
     np.testing.assert_array_equal(data.pool_groups["public"], np.arange(len(data.pool)))
     assert "Fhrozen/FSD50k layout" in data.notes[0]
-    x, y = data.pool.dataset[0]
-    assert tuple(x.shape) == (128, 128) and y.dtype.is_floating_point and y.sum() == data.pool.labels[0].sum()
-    # a 0.4-2 s clip fills part of the 1.28 s window; the rest is the normalized zero padding
-    assert float(x.std()) > 0.1
-    assert task.build_model()(x[None]).shape == (1, 6)
+    (w, n), y = data.pool.dataset[0]
+    assert tuple(w.shape) == (128 * 160,) and y.dtype.is_floating_point and y.sum() == data.pool.labels[0].sum()
+    # a 0.4-2 s clip fills part of the 1.28 s window; the rest is zero padding past its length
+    assert 0 < int(n) <= 128 * 160 and torch.all(w[int(n):] == 0) and float(w[: int(n)].std()) > 0.01
+    model = task.build_model()
+    x = model.fbank(w[None], n[None])[0]
+    assert float(x.std()) > 0.1 and torch.all(x[int(n) // 160:] == x[-1])  # padded frames: one normalized value
+    assert (model.fbank.mean, model.fbank.std) == task.fbank_stats  # FSD50K's statistics, not AudioSet's
+    assert model((w[None], n[None])).shape == (1, 6)
     assert len(list((tmp_path / "cache").glob("*.done.npy"))) == 3  # train, val, eval
     again = get_task("fsd50k:max_train=6,max_eval=5,num_workers=0", data=str(root), model_size="tiny",
                      cache_dir=str(tmp_path / "cache")).load()
     assert len(list((tmp_path / "cache").glob("*.done.npy"))) == 3  # same clips, same cache files
-    np.testing.assert_allclose(again.pool.dataset[0][0].numpy(), x.numpy(), atol=2e-2)  # from the 16-bit cache
+    (w2, n2), _ = again.pool.dataset[0]
+    assert int(n2) == int(n)
+    np.testing.assert_allclose(w2.numpy(), w.numpy(), atol=float(w.abs().max()) / 32767)  # from the 16-bit cache
 
 
 def test_fsd50k_hub_id_downloads_only_the_selected_clips(tmp_path, monkeypatch):
@@ -250,15 +258,17 @@ def test_esc50_split_keeps_recordings_apart_and_parquet_reads_the_same(esc_dir, 
     va_groups = {int(src.group[i]) for i in np.flatnonzero(np.isin(src.filename, _names(data.val)))}
     assert tr_groups and va_groups and not tr_groups & va_groups  # no recording in both
     assert np.bincount(data.val.labels, minlength=4).max() <= 3
-    x, y = data.train.dataset[0]
-    assert tuple(x.shape) == (128, 128) and y.dtype.is_floating_point is False and int(y) == data.train.labels[0]
+    (x, n), y = data.train.dataset[0]
+    assert tuple(x.shape) == (128 * 160,) and y.dtype.is_floating_point is False and int(y) == data.train.labels[0]
 
     pq_task = get_task(spec, data=str(write_esc50_parquet(tmp_path / "pq")), model_size="tiny")
     pq_data = pq_task.load()
     assert pq_data.skipped == data.skipped == {"test: undecodable audio": 1, "train: undecodable audio": 1}
     for a, b in ((pq_data.train, data.train), (pq_data.val, data.val), (pq_data.pool, data.pool)):
         np.testing.assert_array_equal(a.labels, b.labels)
-    np.testing.assert_allclose(pq_data.train.dataset[0][0].numpy(), x.numpy(), atol=1e-5)  # same audio
+    (xq, nq), _ = pq_data.train.dataset[0]
+    assert int(nq) == int(n)
+    np.testing.assert_allclose(xq.numpy(), x.numpy(), atol=1e-5)  # same audio
 
 
 def _names(split) -> np.ndarray:
@@ -356,8 +366,7 @@ def test_offline_hub_ids_fail_with_the_fix(tmp_path):
 def test_hub_checkpoint_positions_fit_the_input_length():
     import torch
 
-    from benchmark.audio import ast_config, ast_grid
-    from benchmark.audio_tasks import fit_time_positions
+    from benchmark.audio import ast_config, ast_grid, fit_time_positions
 
     config = ast_config("tiny", 3, frames=1024)
     f, t = ast_grid(config)  # (12, 101)

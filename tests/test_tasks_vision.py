@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark import UserError, get_task
-from benchmark.views import ViewContext, build_views
+from benchmark.core.views import ViewContext, build_views
 from conftest import run_cli
 from tasks.cifar_lt import cifar_lt_counts, random_crop_flip, read_cifar
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from benchmark import UserError
-from benchmark.views import (ViewContext, build_views, greedy_min_positives, rake, reversed_prior,
-                             subsample_to_prior)
+from benchmark.core.priors import reversed_prior
+from benchmark.core.views import ViewContext, build_views, greedy_min_positives, rake, subsample_to_prior
 
 
 def test_reversed_prior_mirrors_ranks():

@@ -1,4 +1,4 @@
-"""Speed and memory of benchmark.metrics at 20,000 x 527 (long-tailed multi-label, tied scores).
+"""Speed and memory of benchmark.core.metrics at 20,000 x 527 (long-tailed multi-label, tied scores).
 
 Not part of the default run: ``python -m pytest tests/perf -m perf``. The speed-up test measures sklearn in the
 same run, so it holds on slow or busy machines; absolute times are reported by pytest-benchmark only.
@@ -8,15 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.metrics import multilabel_metrics, singlelabel_metrics
-from benchmark.perf import (
-    best_time,
-    float64_logits,
-    make_multilabel_problem,
-    make_weights,
-    peak_memory,
-    sklearn_ap_auc,
-)
+from benchmark.core.metrics import multilabel_metrics, singlelabel_metrics
+
+from .bench_metrics import float64_logits, sklearn_ap_auc
+from .common import best_time, make_multilabel_problem, make_weights, peak_memory
 
 pytestmark = pytest.mark.perf
 
@@ -38,28 +33,28 @@ def logits64() -> np.ndarray:
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_multilabel_float32(benchmark, problem, weighted):
+def test_multilabel_float32(bench, problem, weighted):
     y, s, w = problem
-    m = benchmark(multilabel_metrics, y, s, w if weighted else None)
+    m = bench(multilabel_metrics, y, s, w if weighted else None)
     assert m["n_classes_scored"] == C
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_multilabel_float64_logits(benchmark, problem, logits64, weighted):
+def test_multilabel_float64_logits(bench, problem, logits64, weighted):
     y, _, w = problem
-    m = benchmark(multilabel_metrics, y, logits64, w if weighted else None)
+    m = bench(multilabel_metrics, y, logits64, w if weighted else None)
     assert m["n_classes_scored"] == C
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_singlelabel(benchmark, weighted):
+def test_singlelabel(bench, weighted):
     rng = np.random.default_rng(3)
     n, k = 50_000, 100
     y = np.minimum(rng.zipf(1.3, n) - 1, k - 1)
     z = rng.normal(size=(n, k)) + 2.0 * np.eye(k)[y]
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     w = make_weights(n, seed=4) if weighted else None
-    m = benchmark(singlelabel_metrics, y, p, w)
+    m = bench(singlelabel_metrics, y, p, w)
     assert 0.0 < m["top1"] <= 1.0
 
 

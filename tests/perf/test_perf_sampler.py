@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark import get_method
 from benchmark.method import TrainInfo, shuffled_repeat
-from benchmark.perf import (best_times, bench_batch_overhead, make_audioset_labels, naive_epoch, peak_memory,
-                            previous_epoch, torch_weighted_draws)
+from benchmark.registry import get_method
+
+from .bench_sampler import (bench_batch_overhead, make_audioset_labels, naive_epoch, previous_epoch,
+                            torch_weighted_draws)
+from .common import best_times, peak_memory
 
 pytestmark = pytest.mark.perf
 
@@ -36,22 +38,22 @@ def oversample(info, beta):
     return m
 
 
-def test_epoch_of_25M_draws(benchmark, audioset):
+def test_epoch_of_25M_draws(bench, audioset):
     info, _, _ = audioset
     m = oversample(info, BETA_25M)
     rng = np.random.default_rng(0)
-    idx = benchmark.pedantic(m.epoch_indices, args=(info, 0, 0.0, rng), rounds=3)
+    idx = bench.pedantic(m.epoch_indices, args=(info, 0, 0.0, rng), rounds=3)
     assert 20e6 < idx.size < 30e6
-    benchmark.extra_info["draws"] = int(idx.size)
+    bench.extra_info["draws"] = int(idx.size)
 
 
 @pytest.mark.parametrize("limit", [10_000_000, 25_000_000])
-def test_head_of_a_470M_epoch(benchmark, audioset, limit):
+def test_head_of_a_470M_epoch(bench, audioset, limit):
     info, _, _ = audioset
     m = oversample(info, 1.0)
     assert m.repeat_factors(info).sum() > 300e6  # each class's clips together draw >= n_max = 1 M times
     rng = np.random.default_rng(0)
-    idx = benchmark.pedantic(m.epoch_head, args=(info, 0, 0.0, rng, limit), rounds=3)
+    idx = bench.pedantic(m.epoch_head, args=(info, 0, 0.0, rng, limit), rounds=3)
     assert idx.size == limit
 
 
@@ -98,10 +100,11 @@ def test_faster_per_draw_than_weighted_random_sampler(audioset):
     m = oversample(info, 1.0)
     factors = m.repeat_factors(info)
     rng = np.random.default_rng(4)
-    ours = best_times(lambda: m.epoch_head(info, 0, 0.0, rng, 10_000_000), repeat=2)[1] / 10_000_000
+    # a budget of 25 M draws (~12 epochs of N): the per-run cost of factors and rounding is spread as in training
+    ours = best_times(lambda: m.epoch_head(info, 0, 0.0, rng, 25_000_000), repeat=2)[1] / 25_000_000
     wrs = best_times(lambda: torch_weighted_draws(factors, N, seed=0), repeat=2)[1] / N
     print(f"\nours {1e9 * ours:.0f} ns/draw, WeightedRandomSampler {1e9 * wrs:.0f} ns/draw (CPU)")
-    assert wrs / ours > 3.0
+    assert wrs / ours >= 10.0
 
 
 def test_per_batch_overhead_is_negligible_beside_a_gpu_step():

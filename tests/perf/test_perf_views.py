@@ -11,10 +11,11 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from benchmark import get_method, get_task
+from benchmark.core.views import SADE_VIEWS
 from benchmark.engine import Engine, RunSpec, evaluate_views, prepare_task
-from benchmark.perf import _forward_pass
-from benchmark.views import SADE_VIEWS
+from benchmark.registry import get_method, get_task
+
+from .bench_views import forward_pass
 
 pytestmark = pytest.mark.perf
 
@@ -35,22 +36,22 @@ def scored():
     prepared = prepare_task(task)
     torch.manual_seed(0)
     model = task.build_model().eval()
-    logits = _forward_pass(task, model, prepared.data.pool.dataset)
+    logits = forward_pass(task, model, prepared.data.pool.dataset)
     yield task, prepared, model, logits
     torch.set_num_threads(threads)
 
 
-def test_forward_pass_of_the_pool(benchmark, scored):
+def test_forward_pass_of_the_pool(bench, scored):
     task, prepared, model, _ = scored
-    logits = benchmark(_forward_pass, task, model, prepared.data.pool.dataset)
+    logits = bench(forward_pass, task, model, prepared.data.pool.dataset)
     assert logits.shape == (len(prepared.data.pool), task.num_classes)
 
 
 @pytest.mark.parametrize("view", ["natural", "balanced", "inverse", "forward50", "uniform", "backward50"])
-def test_metric_pass_of_one_view(benchmark, scored, view):
+def test_metric_pass_of_one_view(bench, scored, view):
     task, prepared, _, logits = scored
     v = {view: prepared.views[view]}
-    out = benchmark(evaluate_views, get_method("none"), True, logits, prepared.data.pool.labels, v)
+    out = bench(evaluate_views, get_method("none"), True, logits, prepared.data.pool.labels, v)
     assert 0.0 < out[view]["metrics"]["mAP"] < 1.0
 
 

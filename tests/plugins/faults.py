@@ -34,6 +34,76 @@ class PosthocPrior(Method):
         return logits - self.tau * np.log(prior)
 
 
+HOOKS = ("setup", "repeat_factors", "epoch_indices", "loss", "adjust_logits")
+BAD_RETURNS = ("factors_nan", "factors_negative", "factors_shape", "indices_range", "loss_shape", "logits_shape")
+
+
+@register_method
+class RaisingHook(Method):
+    """A method with a bug: the hook named by `hook` raises (a plugin's ValueError)."""
+
+    name = "test-raise"
+    params = {"hook": Param(str, "loss", "the hook that raises", choices=HOOKS)}
+
+    def _maybe_raise(self, hook: str) -> None:
+        if self.hook == hook:
+            raise ValueError(f"boom in {hook}")
+
+    def setup(self, train):
+        super().setup(train)
+        self._maybe_raise("setup")
+
+    def repeat_factors(self, train):
+        self._maybe_raise("repeat_factors")
+        return None
+
+    def epoch_indices(self, train, epoch, progress, rng):
+        self._maybe_raise("epoch_indices")
+        return super().epoch_indices(train, epoch, progress, rng)
+
+    def loss(self, logits, targets, progress):
+        self._maybe_raise("loss")
+        return super().loss(logits, targets, progress)
+
+    def adjust_logits(self, logits):
+        self._maybe_raise("adjust_logits")
+        return logits
+
+
+@register_method
+class BadReturn(Method):
+    """A method whose hook returns something the engine cannot use (`what` says which)."""
+
+    name = "test-bad-return"
+    params = {"what": Param(str, "factors_nan", "what to return wrongly", choices=BAD_RETURNS)}
+
+    def repeat_factors(self, train):
+        f = np.ones(train.n_examples)
+        if self.what == "factors_nan":
+            f[5] = np.nan
+        elif self.what == "factors_negative":
+            f[7] = -1.0
+        elif self.what == "factors_shape":
+            f = f[:-1]
+        return f
+
+    def epoch_indices(self, train, epoch, progress, rng):
+        idx = super().epoch_indices(train, epoch, progress, rng)
+        if self.what == "indices_range":
+            idx[0] = train.n_examples
+        return idx
+
+    def loss(self, logits, targets, progress):
+        if self.what == "loss_shape":  # forgot the mean
+            import torch.nn.functional as F
+
+            return F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        return super().loss(logits, targets, progress)
+
+    def adjust_logits(self, logits):
+        return logits[:, :-1] if self.what == "logits_shape" else logits
+
+
 FAULTS = ("none", "zero_class", "no_pos_eval", "labels_out_of_range", "nan_features")
 
 

@@ -31,6 +31,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .errors import UserError
+from .priors import lt_prior, reversed_prior, shifted_prior
 
 
 @dataclass
@@ -81,17 +82,6 @@ class ViewContext:
 
     def rng(self, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, salt])
-
-
-def reversed_prior(prior: np.ndarray) -> np.ndarray:
-    """The prior with class ranks mirrored: the most frequent class gets the rarest class's prior, and so on.
-
-    Classes with prior 0 (absent from training) keep 0: mirroring them would give an unlearnable class the top rank.
-    """
-    order = np.argsort(-prior, kind="stable")[: int(np.count_nonzero(prior > 0))]
-    out = np.zeros_like(prior)
-    out[order] = prior[order[::-1]]
-    return out
 
 
 def subsample_to_prior(labels: np.ndarray, num_classes: int, target: np.ndarray, rng: np.random.Generator,
@@ -292,6 +282,8 @@ def view_inverse(ctx: ViewContext) -> View:
 
 SADE_RHOS = (50, 25, 10, 5, 2)  # SADE's (Zhang et al. 2022) forward / backward long-tailed test sets
 SADE_VIEWS = tuple(f"forward{r}" for r in SADE_RHOS) + ("uniform",) + tuple(f"backward{r}" for r in SADE_RHOS[::-1])
+
+
 VIEW_GROUPS = {"sade": SADE_VIEWS}  # names that stand for several views (--views sade)
 
 
@@ -310,25 +302,7 @@ def exponential_lt_prior(ctx: ViewContext, rho: float, forward: bool) -> np.ndar
     """SADE's test prior: ∝ ρ^(-r/(k-1)) over the k classes present in training, r = 0 for the most frequent
     class (forward) or the rarest (backward); as a `prior_target` (proportions, or prevalences for multi-label).
     """
-    order = np.argsort(-ctx.train_counts, kind="stable")[: int((ctx.train_counts > 0).sum())]
-    k = order.size
-    ranks = np.arange(k) if forward else np.arange(k)[::-1]
-    shape = np.zeros(ctx.num_classes)
-    shape[order] = float(rho) ** (-ranks / max(k - 1, 1))
-    return prior_target(ctx, shape)
-
-
-def shifted_prior(train_prior: np.ndarray, gamma: float) -> np.ndarray:
-    """The prior-shift path as class proportions: γ=0 the training prior, γ=1 uniform, γ=2 the reversed prior
-    (class ranks mirrored); geometric in between (p^(1-γ) up to 1, reversed^(γ-1) beyond). Classes absent from
-    training keep 0. For a CIFAR-LT profile of ratio ρ_train, SADE's forward-ρ is γ = 1 - log ρ / log ρ_train.
-    """
-    p = np.asarray(train_prior, dtype=np.float64)
-    present = p > 0
-    base, e = (p, 1.0 - gamma) if gamma <= 1 else (reversed_prior(p), gamma - 1.0)
-    out = np.zeros_like(p)
-    out[present] = np.exp(e * np.log(base[present] / base[present].max()))  # scaled first: no under/overflow
-    return out / max(out.sum(), 1e-300)
+    return prior_target(ctx, lt_prior(ctx.train_counts, rho, forward))
 
 
 def reweight_to_prior(labels: np.ndarray, num_classes: int, target: np.ndarray,
@@ -480,103 +454,3 @@ def build_views(names: tuple[str, ...] | list[str], ctx: ViewContext) -> dict[st
     for name in expand_view_names(names):
         out[name] = view_builder(name)(ctx)
     return out
-
-
-# ---------------------------------------------------------------------------------------------------- user priors
-
-PROB_HEADERS = ("probability", "prob", "p", "proportion", "frequency")
-COUNT_HEADERS = ("count", "counts", "n", "number")
-
-
-def read_prior_rows(path: str) -> tuple[list[tuple[str, float, int]], str]:
-    """Rows (class token, value, line number) of a prior CSV and its kind ("probability" or "count").
-
-    Format: `class,probability` or `class,count`, one class per line; a header line naming the second column is
-    optional ('#' comments and blank lines are skipped). Without a header, values summing to 1 are probabilities.
-    """
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = [(i, row) for i, row in enumerate(csv.reader(f), start=1)
-                     if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
-    except OSError as exc:
-        raise UserError(f"--eval-prior {path}: cannot read it ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"--eval-prior {path}: not a UTF-8 CSV file ({exc})") from None
-    kind = None
-    if lines and not _is_number(lines[0][1][-1] if lines[0][1] else ""):
-        head = [c.strip().lower() for c in lines[0][1]]
-        if len(head) != 2 or head[1] not in PROB_HEADERS + COUNT_HEADERS:
-            raise UserError(f"--eval-prior {path}:{lines[0][0]}: header must be 'class,probability' or "
-                            f"'class,count', got {','.join(lines[0][1])!r}")
-        kind = "probability" if head[1] in PROB_HEADERS else "count"
-        lines = lines[1:]
-    if not lines:
-        raise UserError(f"--eval-prior {path}: no rows; write one 'class,probability' line per class")
-    rows = []
-    for i, row in lines:
-        if len(row) != 2:
-            raise UserError(f"--eval-prior {path}:{i}: expected 2 columns 'class,value', got {len(row)}: "
-                            f"{','.join(row)!r}")
-        token, text = row[0].strip(), row[1].strip()
-        if not _is_number(text):
-            raise UserError(f"--eval-prior {path}:{i}: value {text!r} of class {token!r} is not a number")
-        value = float(text)
-        if not np.isfinite(value) or value < 0:
-            raise UserError(f"--eval-prior {path}:{i}: value of class {token!r} must be a finite number >= 0, "
-                            f"got {text}")
-        rows.append((token, value, i))
-    total = sum(v for _, v, _ in rows)
-    if kind is None:
-        kind = "probability" if abs(total - 1.0) <= 1e-3 else "count"
-    if total <= 0:
-        raise UserError(f"--eval-prior {path}: all values are 0; at least one class needs a positive value")
-    if kind == "probability" and abs(total - 1.0) > 0.01:
-        raise UserError(f"--eval-prior {path}: probabilities sum to {total:.4g}, not 1; fix them, or use the "
-                        f"header 'class,count' for unnormalized counts")
-    return rows, kind
-
-
-def resolve_prior(rows: Sequence[tuple[str, float, int]], class_names: Sequence[str], path: str = "prior",
-                  task: str = "") -> np.ndarray:
-    """Class proportions (sum 1, indexed by class) from prior rows; classes by index or by name, all listed once."""
-    names = [str(c) for c in class_names]
-    by_name = {c: j for j, c in enumerate(names)}
-    by_lower: dict[str, list[int]] = {}
-    for j, c in enumerate(names):
-        by_lower.setdefault(c.lower(), []).append(j)
-    out = np.full(len(names), np.nan)
-    where = f" for task '{task}'" if task else ""
-    for token, value, line in rows:
-        if token in by_name:
-            j = by_name[token]
-        elif token.lstrip("-").isdigit():
-            j = int(token)
-            if not 0 <= j < len(names):
-                raise UserError(f"--eval-prior {path}:{line}: class index {j} out of range [0, {len(names)}){where}")
-        elif len(by_lower.get(token.lower(), [])) == 1:
-            j = by_lower[token.lower()][0]
-        else:
-            import difflib
-
-            close = difflib.get_close_matches(token, names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; classes are {', '.join(names[:5])}, ..."
-            raise UserError(f"--eval-prior {path}:{line}: unknown class {token!r}{where}{hint}")
-        if not np.isnan(out[j]):
-            raise UserError(f"--eval-prior {path}:{line}: class {names[j]!r} is listed twice")
-        out[j] = value
-    missing = np.flatnonzero(np.isnan(out))
-    if missing.size:
-        shown = ", ".join(repr(names[j]) for j in missing[:3])
-        raise UserError(f"--eval-prior {path}: {missing.size} of {len(names)} classes{where} are missing "
-                        f"({shown}{', ...' if missing.size > 3 else ''}); list every class, 0 is allowed")
-    return out / out.sum()
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
