@@ -373,7 +373,7 @@ class Engine:
         # the scheduler is stepped once per optimizer step of this process and sized with this process's steps;
         # accelerate's prepare_scheduler would step it num_processes times per step
         ckpt = self.out / "checkpoints" / spec.run_id
-        start = self._resume(spec, ckpt)
+        start = self._resume(spec, ckpt, scheduler)
         batches = _train_batches(acc, train_ds, shard, start, loader_kw)
         model.train()
         _frozen_to_eval(acc.unwrap_model(model))
@@ -413,7 +413,7 @@ class Engine:
                 if step % (CHECK_FINITE_EVERY * 20) == 0:
                     self.log(spec, f"step {step}/{steps} loss {value:.5f}")
             if task.checkpoint_every and (step + 1) % task.checkpoint_every == 0 and step + 1 < steps:
-                self._checkpoint(ckpt, step + 1)
+                self._checkpoint(ckpt, step + 1, scheduler)
             bar.update(1)
         bar.close()
         train_time = time.perf_counter() - t0
@@ -441,21 +441,31 @@ class Engine:
             shutil.rmtree(ckpt, ignore_errors=True)  # the result file supersedes it
         return pool_logits, val_logits, seen, train_time, extra
 
-    def _checkpoint(self, ckpt: Path, next_step: int) -> None:
-        """accelerator.save_state, then a marker written last: a checkpoint without it is incomplete."""
+    def _checkpoint(self, ckpt: Path, next_step: int, scheduler: Any = None) -> None:
+        """accelerator.save_state, the LR scheduler's state, then a marker written last: a checkpoint without it is
+        incomplete. (The scheduler is saved here, not registered with accelerate: registrations would pile up on an
+        accelerator that serves every run of a grid.)"""
         self.acc.save_state(str(ckpt / "state"))
         if self.acc.is_main_process:
+            if scheduler is not None:
+                buf = io.BytesIO()
+                torch.save(scheduler.state_dict(), buf)
+                atomic_write_bytes(ckpt / "scheduler.pt", buf.getvalue())
             atomic_write_bytes(ckpt / "step.json", json.dumps({"next_step": next_step}).encode())
         self.acc.wait_for_everyone()
 
-    def _resume(self, spec: RunSpec, ckpt: Path) -> int:
-        """The step to resume from: that of a complete checkpoint of this run, else 0."""
+    def _resume(self, spec: RunSpec, ckpt: Path, scheduler: Any = None) -> int:
+        """The step to resume from: that of a complete checkpoint of this run (model, optimizer, RNG and LR
+        schedule restored), else 0."""
         marker = ckpt / "step.json"
         if not marker.exists():
             return 0
         try:
             next_step = int(json.loads(marker.read_text())["next_step"])
             self.acc.load_state(str(ckpt / "state"))
+            if scheduler is not None:
+                # a schedule restarted at step 0 would redo warm-up and decay (LR wrong for the rest of the run)
+                scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True))
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             self.log(spec, f"checkpoint unusable ({exc}); starting over")
             return 0

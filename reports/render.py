@@ -235,6 +235,8 @@ def _section(sec: Section) -> list[str]:
         out.append("- **Skipped while loading:** " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     for note in info.get("notes") or []:
         out.append(f"- **Note:** {' '.join(str(note).split())}")
+    for label, text in method_warnings(sec):
+        out.append(f"- **Warning** (`{label}`): {text}")
     out += _dataset_stats(sec) + [""]
     if sec.baseline is None:
         out += [f"**No baseline (`{BASELINE}`) runs for this task, so no changes can be computed.**", ""]
@@ -243,6 +245,17 @@ def _section(sec: Section) -> list[str]:
     if sec.secondary_metric:
         out += _leaderboard(sec, sec.secondary_metric, "Secondary leaderboard") + [""]
     return out
+
+
+def method_warnings(sec: Section) -> list[tuple[str, str]]:
+    """(method label, warning) pairs the runs recorded (`result["warnings"]`, e.g. a setting that makes a method a
+    no-op on this task), each once per method however many seeds repeat it."""
+    seen: dict[tuple[str, str], None] = {}
+    for g in sec.methods + sec.identical:
+        for res in g.runs.values():
+            for w in res.get("warnings") or []:
+                seen[(g.label, " ".join(str(w).split()))] = None
+    return list(seen)
 
 
 def interval_text(shifts: dict) -> str:

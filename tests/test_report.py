@@ -415,3 +415,15 @@ def test_validation_slices_say_what_they_are() -> None:
                                          "**not built like the test view**")
     assert _val_slice(sec, "inverse") == "class prior inverted (rare classes frequent) (20 — low n)"
     assert _val_slice(sec, "natural") == "n/a"  # the runs stored no validation version of it
+
+
+def test_run_warnings_are_shown_once_per_method() -> None:
+    res = [copy.deepcopy(r) for r in fixture_results() if r["config"]["task"]["name"] == SL and r["status"] == "ok"]
+    text = "no class is rarer than t = 0.001: every repeat factor is 1, so the method equals the baseline"
+    for r in res:
+        if r["config"]["method"]["spec"] == "focal":
+            r["warnings"] = [text]  # the same warning on every seed
+    md = build_report_markdown(res)
+    assert md.count(text) == 1
+    assert f"- **Warning** (`focal`): {text}" in md
+    assert "**Warning**" not in build_report_markdown([r for r in res if "warnings" not in r])

@@ -173,7 +173,7 @@ def test_a_bogus_result_is_redone_with_a_warning(tmp_path):
 
 
 def test_killed_long_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
-    task = f"{FAULTY},ckpt_every=3,step_sleep=0.08"
+    task = f"{FAULTY},ckpt_every=3,step_sleep=0.08,lr_decay=0.9"  # the LR schedule's state must resume too
     args = ("--plugin", PLUGIN, "--task", task, "--method", "none", "--seeds", "1", "--quiet", "--no-report")
     out = tmp_path / "killed"
     proc = start_cli(*args, "--out", str(out))

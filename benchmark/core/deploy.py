@@ -13,8 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import UserError
-from .priors import read_prior_rows, resolve_prior, reversed_prior, shifted_prior
-from .views import ViewContext, exponential_lt_prior
+from .priors import lt_prior, read_prior_rows, resolve_prior, reversed_prior, shifted_prior
 
 DEPLOY_PRIOR_HELP = ("class prior of a generated, unlabeled deployment set: uniform, train_prior, inverse, "
                      "forward<ρ>, backward<ρ>, gamma<γ> or a prior CSV; none = no deployment set")
@@ -46,9 +45,7 @@ def named_prior(name: str, train_counts: Sequence[float], class_names: Optional[
         rho = float(m.group(2))
         if rho < 1:
             raise UserError(f"deploy_prior '{key}': the imbalance ratio must be >= 1 (e.g. backward10)")
-        ctx = ViewContext(labels=np.zeros(0, np.int64), multi_label=False, num_classes=c, train_counts=counts,
-                          n_train=int(counts.sum()), groups={}, seed=0)
-        out = exponential_lt_prior(ctx, rho, m.group(1) == "forward")
+        out = lt_prior(counts, rho, m.group(1) == "forward")
     elif m := re.fullmatch(r"gamma(-?\d+(?:\.\d+)?)", key):
         out = shifted_prior(p, float(m.group(1)))
     else:

@@ -36,6 +36,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import UserError
+from .metrics import softmax
 
 MIN_VAL_PER_CLASS = 5  # validation examples (multi-label: positives and negatives) per class needed to calibrate
 EM_TOL = 1e-7  # max |Δq| between EM iterations at convergence
@@ -135,12 +136,7 @@ class Calibration:
         s = z * self.scale + self.bias
         if self.multi_label:
             return _sigmoid(s)
-        return _softmax(s)
-
-
-def _softmax(s: np.ndarray) -> np.ndarray:
-    e = np.exp(s - s.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+        return softmax(s)
 
 
 def _sigmoid(s: np.ndarray) -> np.ndarray:
@@ -181,7 +177,7 @@ def fit_bcts(val_logits: Any, val_labels: Any, sample_weight: Optional[np.ndarra
     a, b = (float(init.scale[0]), init.bias - init.bias.mean()) if init is not None else (1.0, np.zeros(c))
     f = nll(a, b)
     for _ in range(max_iter):
-        p = _softmax(a * z + b)
+        p = softmax(a * z + b)
         r = (p - onehot) * w[:, None]
         g = np.concatenate([[float((r * z).sum())], r.sum(axis=0)])
         pw = p * w[:, None]

@@ -111,7 +111,9 @@ def _fault_params(base: dict) -> dict:
     return {**base,
             "fault": Param(str, "none", "what to break", choices=FAULTS),
             "step_sleep": Param(float, 0.0, "seconds slept per training step (to kill a run midway)", min=0.0),
-            "ckpt_every": Param(int, 0, "steps between checkpoints", min=0)}
+            "ckpt_every": Param(int, 0, "steps between checkpoints", min=0),
+            "lr_decay": Param(float, 1.0, "LR factor per step (< 1: a scheduler whose state must survive a resume)",
+                              min=0.5, max=1.0)}
 
 
 def _relabel(split: Split, labels: np.ndarray) -> Split:
@@ -148,6 +150,17 @@ class _Faulty:
             y[:5] = self.num_classes + 2
             data.train = _relabel(data.train, y)
         return data
+
+    def build_optimizer(self, model, total_steps):
+        opt, _ = super().build_optimizer(model, total_steps)
+        if self.lr_decay == 1.0:
+            return opt, None
+        import torch
+
+        # LambdaLR sets lr = base · f(step) from its own step count (not from the optimizer's current lr, which a
+        # resumed optimizer state carries), so a scheduler that is not resumed restarts the schedule: visible here
+        decay = self.lr_decay
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: decay ** step)
 
     def augment_batch(self, x, y):
         if self.step_sleep:
