@@ -8,14 +8,14 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from .audio.config import AST_SIZES, AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT
 from .core.errors import UserError
 from .params import Param
-from .task import Task
+from .task import Split, Task, TaskData
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -35,15 +35,16 @@ def hub_offline() -> bool:
                for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def readable(clips: Any, part: str, data: str, skipped: Counter, hint: str) -> np.ndarray:
+def readable(clips: Any, part: str, data: str, skipped: Counter, hint: str, flag: str = "--data") -> np.ndarray:
     """Bool mask of the clips whose header reads; the others are counted in `skipped` as '<part>: <reason>'.
 
-    More than half unreadable is not a few broken clips but a wrong layout or format: a UserError with `hint`.
+    More than half unreadable is not a few broken clips but a wrong layout or format: a UserError with `hint`
+    (naming `flag`, the option that gave `data`).
     """
     reasons, first = clips.check()
     bad = reasons != ""
     if bad.size and bad.mean() > 0.5:
-        raise UserError(f"--data {data}: {int(bad.sum())} of {bad.size} clips of the {part} split cannot be read "
+        raise UserError(f"{flag} {data}: {int(bad.sum())} of {bad.size} clips of the {part} split cannot be read "
                         f"({first}); {hint}")
     for reason, n in Counter(reasons[bad]).items():
         skipped[f"{part}: {reason}"] += int(n)
@@ -76,17 +77,115 @@ def hub_snapshot(repo_id: str, patterns: Sequence[str] = (), what: str = "the da
                         f"--data DIR") from None
 
 
-def load_hub_dataset(repo_id: str) -> Any:
-    """`datasets.load_dataset(repo_id)` (a DatasetDict) or a one-line UserError naming the fix."""
+def load_hub_dataset(repo_id: str, flag: str = "--data") -> Any:
+    """`datasets.load_dataset(repo_id)` (a DatasetDict) or a one-line UserError naming the fix (for `flag`)."""
     import datasets
 
     try:
         return datasets.load_dataset(repo_id)
     except Exception as exc:
         why = "offline mode (HF_HUB_OFFLINE)" if hub_offline() else one_line(exc, 120)
-        raise UserError(f"--data {repo_id}: hub dataset could not be loaded ({why}); download it once with "
+        raise UserError(f"{flag} {repo_id}: hub dataset could not be loaded ({why}); download it once with "
                         f"`huggingface-cli download {repo_id} --repo-type dataset --local-dir DIR` and pass "
-                        f"--data DIR") from None
+                        f"{flag} DIR") from None
+
+
+# ---- deployment clips (--deploy) ---------------------------------------------------------------------------------
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")  # what soundfile decodes without FFmpeg
+DEPLOY_AUDIO_HELP = ("unlabeled deployment clips (--deploy): a directory of audio files (wav / flac / ogg, searched "
+                     "recursively), parquet files with an `audio` {bytes, path} column (AudioSet's hub schema; a "
+                     "labels column is ignored) or a hub dataset id of them; decoded like the task's clips")
+
+
+def _deploy_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """(parquet files, audio files) under a --deploy path, sorted (a single file counts as the one it is)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    parquet = [p for p in files if p.suffix.lower() == ".parquet"]
+    audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
+    return parquet, audio
+
+
+def check_deploy_source(deploy: str) -> None:
+    """Cheap checks of a --deploy value before anything runs: an existing directory / file holding audio or parquet
+    files, or a hub id (fetched at load time). One-line UserError naming the fix otherwise.
+
+    >>> check_deploy_source("someone/their-clips")  # a hub id: checked when loaded
+    """
+    path = Path(deploy).expanduser()
+    if not path.exists():
+        if is_hub_id(deploy):
+            return
+        raise UserError(f"--deploy {deploy}: no such file or directory; give a directory of audio files (wav / "
+                        f"flac), parquet files with an `audio` column, or a hub dataset id")
+    parquet, audio = _deploy_files(path)
+    if not parquet and not audio:
+        what = "is empty" if path.is_dir() and next(path.iterdir(), None) is None else \
+            f"holds no audio ({', '.join(AUDIO_SUFFIXES)}) or .parquet files"
+        raise UserError(f"--deploy {deploy}: {what}; give a directory of unlabeled audio clips (wav / flac) or "
+                        f"parquet files with an `audio` column")
+
+
+def _parquet_table(deploy: str, files: Sequence[Path]) -> tuple[Any, str]:
+    """(Arrow table with an encoded `audio` column, identity) of local parquet files or a hub dataset."""
+    import datasets
+
+    if files:
+        try:
+            ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+        except Exception as exc:
+            raise UserError(f"--deploy {deploy}: the parquet files could not be read ({one_line(exc, 120)})") from None
+    else:
+        dd = load_hub_dataset(deploy, flag="--deploy")
+        ds = datasets.concatenate_datasets(list(dd.values())) if len(dd) > 1 else next(iter(dd.values()))
+    ds = encoded_audio(ds, f"--deploy {deploy}", "the deployment data", "AudioSet's hub schema")
+    return ds.data, f"deploy:{deploy}:{ds._fingerprint}"
+
+
+def encoded_audio(ds: Any, given: str, where: str, expected: str) -> Any:
+    """`ds` (a `datasets.Dataset`) with its `audio` column cast to encoded {bytes, path}, not decoded (soundfile
+    decodes it later); a one-line UserError starting with `given` (e.g. '--data DIR') otherwise."""
+    import datasets
+
+    if "audio" not in ds.column_names:
+        raise UserError(f"{given}: {where} has no 'audio' column (columns: {', '.join(ds.column_names)}); expected "
+                        f"{expected}")
+    try:
+        return ds.cast_column("audio", datasets.Audio(decode=False))
+    except Exception as exc:
+        raise UserError(f"{given}: the 'audio' column of {where} is not encoded audio {{bytes, path}} "
+                        f"({one_line(exc, 100)})") from None
+
+
+def deploy_clips(deploy: str, max_samples: int, skipped: Counter, cache_dir: str = "") -> tuple[Any, dict]:
+    """The readable clips of a --deploy source (`check_deploy_source`), decoded on access like the task's own, and
+    info for the run's `task_info.deploy`. Clips whose header does not read are skipped and counted in `skipped`
+    ('deploy: <reason>'); mostly unreadable is a one-line UserError."""
+    from .audio.clips import CachedClips, EncodedClips, FileClips, cache_key
+
+    check_deploy_source(deploy)
+    path = Path(deploy).expanduser()
+    parquet, audio = _deploy_files(path) if path.exists() else ([], [])
+    hint = "give encoded audio whose header gives the sample rate (wav, flac, ogg)"
+    if parquet or not path.exists():  # parquet wins: a dataset copy may carry stray audio files beside it
+        table, identity = _parquet_table(deploy, parquet)
+        names = table.column("video_id").to_pylist() if "video_id" in table.column_names else None
+        clips = EncodedClips(table, np.arange(table.num_rows), max_samples, names=names)
+        ok = readable(clips, "deploy", deploy, skipped, hint, flag="--deploy")
+        clips = EncodedClips(table, np.flatnonzero(ok), max_samples,
+                             names=None if names is None else np.asarray(names, dtype=object)[ok])
+        fmt = "parquet" if parquet else "hub"
+    else:
+        clips = FileClips(audio, max_samples)
+        ok = readable(clips, "deploy", deploy, skipped, hint, flag="--deploy")
+        clips = FileClips(clips.paths[ok], max_samples)
+        identity = cache_key(*[(p, os.path.getsize(p), int(os.path.getmtime(p))) for p in clips.paths])
+        fmt = "audio files"
+    if len(clips) == 0:
+        raise UserError(f"--deploy {deploy}: no readable clip; {hint}")
+    if cache_dir:
+        clips = CachedClips(clips, os.path.expanduser(cache_dir), cache_key("deploy", identity, max_samples))
+    return clips, {"format": fmt, "skipped": int((~ok).sum())}
 
 
 # ---- the task base -----------------------------------------------------------------------------------------------
@@ -133,6 +232,7 @@ def ast_params(*, frames_help: str, lr: float, lr_help: str, epochs: float, batc
         "num_workers": Param(int, num_workers, "DataLoader workers decoding and resampling clips (the fbank runs "
                              "batched on the model's device); -1 = min(16, CPUs - 1)", min=-1, max=256),
         "cache_dir": Param(str, "", "cache decoded 16 kHz clips here (16-bit; for small subsets); empty = off"),
+        "deploy": Param(str, None, DEPLOY_AUDIO_HELP),
         "checkpoint_every": Param(int, 5000, "steps between accelerator.save_state for resuming (0 = off)", min=0),
         "data_seed": Param(int, 0, "seed of the data splits and subsets (model seeds vary per run)", min=0),
     }
@@ -164,6 +264,8 @@ class ASTTask(Task):
         self._model_config = None
         self._init_state: Optional[dict[str, Any]] = None
         self._init_note = ""
+        if getattr(self, "deploy", None):
+            check_deploy_source(self.deploy)  # a bad --deploy fails before anything runs or is written
 
     @property
     def budget_samples(self) -> int:  # type: ignore[override]
@@ -203,6 +305,37 @@ class ASTTask(Task):
         if hasattr(self, "mixup"):
             config["mixup"] = [float(self.mixup), float(self.mixup_alpha)]
         return config
+
+    # ---- deployment split -----------------------------------------------------------------------------------------
+    def attach_deploy(self, data: TaskData, train_counts: np.ndarray,
+                      draw: Optional[Callable[[np.ndarray, int, np.random.Generator],
+                                              tuple[np.ndarray, np.ndarray]]] = None) -> TaskData:
+        """`data` with the deployment split the task's parameters ask for (`benchmark.deploy.attach_deploy`):
+        `deploy=PATH|HUB_ID` reads unlabeled clips (`deploy_clips`, skipped ones added to `data.skipped`);
+        generated tasks pass `draw(prior, n, rng)` -> ((n, samples) waveforms, true labels) for `deploy_prior`."""
+        from .audio.clips import ArrayClips
+        from .deploy import attach_deploy
+
+        def split(clips) -> Split:
+            if self.multi_label:
+                from .audio.dataset import AudioClipDataset
+
+                zeros = np.zeros((len(clips), self.num_classes), dtype=bool)
+                return Split(AudioClipDataset(clips, zeros), zeros.astype(np.float32))
+            from .audio.dataset import LabeledClipDataset
+
+            ids = np.zeros(len(clips), dtype=np.int64)
+            return Split(LabeledClipDataset(clips, ids), ids)
+
+        def read(path: str) -> tuple[Split, dict]:
+            skipped: Counter = Counter()
+            clips, info = deploy_clips(path, self.max_samples, skipped, getattr(self, "cache_dir", ""))
+            for k, v in skipped.items():
+                data.skipped[k] = data.skipped.get(k, 0) + v
+            return split(clips), info
+
+        return attach_deploy(self, data, train_counts, draw, read=read,
+                             unlabeled=lambda waves: split(ArrayClips(waves)))
 
     # ---- model --------------------------------------------------------------------------------------------------
     def _prepare_init(self) -> str:

@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .py file registering extra methods/tasks (repeatable)")
     p.add_argument("--data", metavar="PATH|HUB_ID", help="data location for tasks with a `data` parameter "
                    "(a local directory / files, or a hub dataset id); same as --task NAME:data=...")
-    p.add_argument("--deploy", metavar="PATH", help="unlabeled deployment examples for tasks with a `deploy` parameter "
-                   "(feature-vector tasks: .npy/.npz/.csv, labels ignored); the report estimates their class prior "
+    p.add_argument("--deploy", metavar="PATH|HUB_ID", help="unlabeled deployment examples for tasks with a `deploy` "
+                   "parameter (feature-vector tasks: .npy/.npz/.csv; CIFAR-LT: (N, 32, 32, 3) uint8 .npy/.npz or "
+                   "python batches; AST audio tasks: a directory of wav/flac files, "
+                   "AudioSet-schema parquet or a hub id; labels ignored); the report estimates their class prior "
                    "and answers for it; same as --task NAME:deploy=... (generated sets: NAME:deploy_prior=backward10)")
     p.add_argument("--init", metavar="INIT", help="model initialization for tasks with an `init` parameter "
                    "(e.g. audioset: imagenet | scratch | hub:<id>)")

@@ -26,10 +26,15 @@ DEPLOY_FILE_HELP = ("unlabeled deployment examples (--deploy): .npy / .npz / .cs
                     "example; labels in it are ignored")
 
 
-def deploy_params(default_size: Optional[int], generated: bool = True) -> dict[str, Param]:
+def deploy_params(default_size: Optional[int], generated: bool = True,
+                  file_help: str = DEPLOY_FILE_HELP) -> dict[str, Param]:
     """The task parameters of a deployment split (merged into a task's `params`); `default_size` None: as many as
-    the task's held-out data allow for the prior."""
-    out = {"deploy": Param(str, None, DEPLOY_FILE_HELP)}
+    the task's held-out data allow for the prior; `file_help` says what `deploy=PATH` reads for this task.
+
+    >>> sorted(deploy_params(1000))
+    ['deploy', 'deploy_prior', 'deploy_size']
+    """
+    out = {"deploy": Param(str, None, file_help)}
     if generated:
         out["deploy_prior"] = Param(str, None, DEPLOY_PRIOR_HELP, check=_check_prior_name)
         what = "examples in the generated deployment set (deploy_prior)"
@@ -96,19 +101,26 @@ def _numeric(row: list[str]) -> bool:
 def attach_deploy(task, data: TaskData, train_counts: np.ndarray,
                   draw: Optional[Callable[[np.ndarray, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]],
                   label_shape: tuple[int, ...] = (),
-                  transform: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> TaskData:
+                  transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                  read: Optional[Callable[[str], tuple[Split, dict]]] = None,
+                  unlabeled: Optional[Callable[[np.ndarray], Split]] = None) -> TaskData:
     """Add the deployment split the task's parameters ask for to `data` (in place; returned for chaining).
 
     `draw(prior, n, rng)` -> (features, true labels) draws a generated set from class proportions `prior` (`n` may
     be None: the task's own default size); `None`
     for tasks that cannot generate one. `label_shape` is the shape of one label (() single-label, (C,) multi-label)
     for the placeholder labels the model pass sees. `transform` maps a file's raw features the way the task maps
-    its own (e.g. standardization with the training statistics).
+    its own (e.g. standardization with the training statistics). Tasks whose inputs are not feature vectors (audio)
+    give `read(path)` -> (unlabeled Split, info for `deploy_info`) for `deploy=PATH`, and `unlabeled(x)` -> the
+    Split of a generated set's inputs `x`.
     """
     path, prior_name = getattr(task, "deploy", None), getattr(task, "deploy_prior", None)
     if path and prior_name:
         raise UserError(f"task '{task.name}': give either deploy=PATH (--deploy) or deploy_prior=NAME, not both")
-    if path:
+    if path and read is not None:
+        data.deploy, info = read(str(path))
+        data.deploy_info = {"source": "file", "path": str(path), **info, "n": len(data.deploy)}
+    elif path:
         dim = data.train.features.shape[1] if data.train.features is not None else None
         if dim is None:
             raise UserError(f"task '{task.name}' does not take --deploy feature files (its inputs are not feature "
@@ -124,7 +136,7 @@ def attach_deploy(task, data: TaskData, train_counts: np.ndarray,
         prior = named_prior(prior_name, train_counts, task.class_names)
         rng = np.random.default_rng([int(getattr(task, "data_seed", 0)), 0xDE9])  # its own: other splits unchanged
         x, y = draw(prior, task.deploy_size, rng)
-        data.deploy = _unlabeled(x, label_shape)
+        data.deploy = unlabeled(x) if unlabeled is not None else _unlabeled(x, label_shape)
         data.deploy_true_labels = y
         data.deploy_info = {"source": "generated", "prior_name": str(prior_name), "n": int(x.shape[0])}
     return data

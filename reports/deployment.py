@@ -381,7 +381,9 @@ def deployment_markdown(sec: Section, shift: Any) -> list[str]:
     if dep.true_prior is not None:
         heads += ["true", "error"]
     shown = "" if len(classes) == c else f" (the 10 most and 10 least frequent of {c} classes)"
-    out += [f"Estimated deployment {'prevalence' if multi else 'prior'} per class{shown}:", "", table(heads, rows), ""]
+    # folded: one row per class is reference material, not the reading (the report should read in two minutes)
+    out += [f"<details><summary>Estimated deployment {'prevalence' if multi else 'prior'} per class{shown}</summary>",
+            "", table(heads, rows), "", "</details>", ""]
     if dep.true_prior is not None:
         t = dep.true_prior
         rows = [[names[m], f"{np.abs(x.prior - t).sum():.4f}", f"{np.abs(x.prior - t).max():.4f}",

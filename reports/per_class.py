@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from benchmark.core.stats import Interval, summarize
+from benchmark.core.stats import Interval, spearman, summarize
 
 from .analysis import Section, _get, _num
 from .options import Options
@@ -101,9 +101,6 @@ def spearman_log_prior(counts: Sequence[float], delta: Sequence[Optional[float]]
     x, y = zip(*pairs)
     if len(set(x)) < 2 or len(set(y)) < 2:
         return None, None, len(pairs)
-    from scipy.stats import spearmanr
-
-    r = spearmanr(x, y)
-    rho, p = float(r.statistic), float(r.pvalue)
+    rho, p = spearman(x, y)
     return (rho if math.isfinite(rho) else None), (p if math.isfinite(p) else None), len(pairs)
 

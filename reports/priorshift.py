@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from benchmark.core import views as core_views
 from benchmark.core.metrics import RunMetrics
@@ -99,7 +100,9 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
     done: dict[str, SectionShift] = {}
     # sections run side by side: one's serial Python (deployment estimate, raking) fills the core that another's
     # numpy work leaves idle; `on_section` is called from this thread, as each finishes
-    with ThreadPoolExecutor(max(len(todo), 1)) as pool:
+    # ... and BLAS runs single-threaded inside them: OpenBLAS's own threads on top of these (2 cores, loaded) made
+    # each small matrix product 10-50x slower (the deployment bootstrap: 2.3 s -> 0.6-0.9 s CPU)
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(len(todo), 1)) as pool:
         futures = {pool.submit(analyze_section, Path(run_dir), sec, options): sec.key for sec in todo}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()

@@ -193,8 +193,9 @@ class AudioSet(ASTTask):
             f"classes: {self.num_classes} ({'official AudioSet list' if self.vocab == 'official' else self.vocab})",
             self._prepare_init(),
         ]
-        return TaskData(train, val, pool, groups, {"natural": np.arange(n_val)},
+        data = TaskData(train, val, pool, groups, {"natural": np.arange(n_val)},
                         skipped={k: v for k, v in sorted(skipped.items()) if v}, notes=notes)
+        return self.attach_deploy(data, y_train.sum(axis=0))
 
     # ---- model --------------------------------------------------------------------------------------------------
     def _prepare_init(self) -> str:

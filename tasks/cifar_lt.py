@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from benchmark import Param, Split, Task, TaskData, UserError, register_task
+from benchmark.deploy import attach_deploy, deploy_params
 from benchmark.task import ArrayDataset
 
 if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
@@ -45,11 +46,10 @@ def read_cifar(folder: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, 
         xs, ys = [], []
         for name in files:
             try:
-                with open(folder / name, "rb") as f:
-                    entry = pickle.load(f, encoding="latin1")
+                entry = _unpickle_batch(folder / name)
                 xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                 ys.append(np.asarray(entry[label_key], dtype=np.int64))
-            except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
+            except BATCH_ERRORS as exc:
                 raise UserError(f"{folder / name}: not a readable CIFAR-{num_classes} python batch "
                                 f"({type(exc).__name__}: {exc}); re-extract the archive from {CIFAR_URL}") from None
         return np.concatenate(xs), np.concatenate(ys)
@@ -64,6 +64,71 @@ def read_cifar(folder: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, 
         if y.size and (y.min() < 0 or y.max() >= num_classes):
             raise UserError(f"{folder}: {split} labels outside 0..{num_classes - 1}; is this CIFAR-{num_classes}?")
     return x_tr, y_tr, x_te, y_te, names
+
+
+BATCH_ERRORS = (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError)
+DEPLOY_IMAGES_HELP = ("unlabeled deployment images (--deploy): a .npy / .npz of (N, 32, 32, 3) uint8 images (npz "
+                      "array 'x' or the only one), or a CIFAR python batch file or a directory of them (labels "
+                      "ignored)")
+# files of an extracted CIFAR folder that are not image batches
+_NOT_BATCHES = {"batches.meta", "meta", "readme.html"}
+
+
+def _unpickle_batch(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def read_deploy_images(path: str) -> tuple[np.ndarray, dict]:
+    """(N, 3, 32, 32) uint8 images of a --deploy source (the layout of the task's own splits) and info for the run's
+    `task_info.deploy`; any labels in it are ignored. A source that does not fit is a one-line UserError.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "d.npy"; np.save(f, np.zeros((2, 32, 32, 3), np.uint8))
+    >>> read_deploy_images(f)[0].shape
+    (2, 3, 32, 32)
+    """
+    want = "give a .npy / .npz of (N, 32, 32, 3) uint8 images or CIFAR python batch files"
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"--deploy {path}: no such file or directory; {want}")
+    if p.suffix in (".npy", ".npz"):
+        try:
+            if p.suffix == ".npy":
+                x = np.load(p, allow_pickle=False)
+            else:
+                with np.load(p, allow_pickle=False) as z:
+                    key = "x" if "x" in z.files else z.files[0] if len(z.files) == 1 else None
+                    if key is None:
+                        raise UserError(f"--deploy {path}: name the image array 'x' (found "
+                                        f"{', '.join(z.files) or 'no array'}); {want}")
+                    x = z[key]
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"--deploy {path}: unreadable ({type(exc).__name__}: {exc}); {want}") from None
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+            raise UserError(f"--deploy {path}: expected (N, 32, 32, 3) uint8 images, got {x.dtype} of shape "
+                            f"{x.shape}")
+        images, info = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), {"format": p.suffix[1:]}
+    else:
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.name not in _NOT_BATCHES
+                       and not f.name.startswith(".")) if p.is_dir() else [p]
+        parts = []
+        for f in files:
+            try:
+                parts.append(np.asarray(_unpickle_batch(f)["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            except BATCH_ERRORS as exc:
+                raise UserError(f"--deploy {f}: not a CIFAR python batch ({type(exc).__name__}: {exc}); "
+                                f"{want}") from None
+        images = np.concatenate(parts) if parts else np.zeros((0, 3, 32, 32), np.uint8)
+        info = {"format": "cifar python batches", "files": len(files)}
+    if images.shape[0] == 0:
+        raise UserError(f"--deploy {path}: no images; {want}")
+    return images, info
+
+
+def _image_split(x: np.ndarray, y: np.ndarray) -> Split:
+    import torch
+
+    return Split(ArrayDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)), y)
 
 
 def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
@@ -124,6 +189,7 @@ class CifarLT(Task):
             "data": Param(str, None, f"folder with the extracted python batches ({folder}) or its parent; "
                           "default: download with torchvision into ~/.cache/balancebench/cifar"),
             "data_seed": Param(int, 0, "seed of the long-tailed subsample (0 = LDAM-DRW's images)", min=0),
+            **deploy_params(None, generated=False, file_help=DEPLOY_IMAGES_HELP),
         }
 
     @property
@@ -192,16 +258,17 @@ class CifarLT(Task):
                          f"images outside the long-tailed set (class {short[0]} has {val_idx[short[0]].size}), "
                          f"so the validation split under-represents them")
 
-        def split(x: np.ndarray, y: np.ndarray, idx: Optional[np.ndarray] = None) -> Split:
-            import torch
+        def read(path: str) -> tuple[Split, dict]:
+            # the model normalizes uint8 images itself and augmentation is training-only: the CHW layout is the
+            # whole test-time transform
+            x, info = read_deploy_images(path)
+            return _image_split(x, np.zeros(len(x), dtype=np.int64)), info
 
-            if idx is not None:
-                x, y = x[idx], y[idx]
-            return Split(ArrayDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)), y)
-
-        train = np.concatenate(train_idx)  # class-ordered, as LDAM-DRW's list; the sampler shuffles
-        return TaskData(split(x_tr, y_tr, train), split(x_tr, y_tr, np.concatenate(val_idx)), split(x_te, y_te),
-                        notes=notes)
+        # class-ordered, as LDAM-DRW's list; the sampler shuffles
+        train, val = np.concatenate(train_idx), np.concatenate(val_idx)
+        data = TaskData(_image_split(x_tr[train], y_tr[train]), _image_split(x_tr[val], y_tr[val]),
+                        _image_split(x_te, y_te), notes=notes)
+        return attach_deploy(self, data, counts, None, read=read)
 
     # ---- model and training ----------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from benchmark import Param, Split, TaskData, UserError, register_task
-from benchmark.audio_tasks import ASTTask, ast_params, is_hub_id, load_hub_dataset, one_line
+from benchmark.audio_tasks import ASTTask, ast_params, encoded_audio, is_hub_id, load_hub_dataset, one_line
 from benchmark.synthetic import exponential_counts
 
 ESC50_HUB_ID = "ashraq/esc50"
@@ -103,16 +103,7 @@ class Esc50Source:
         self.identity = f"esc50:hub:{self.data}:{ds._fingerprint}"
 
     def _from_dataset(self, ds: Any, where: str) -> None:
-        import datasets
-
-        if "audio" not in ds.column_names:
-            raise UserError(f"--data {self.data}: {where} has no 'audio' column (columns: "
-                            f"{', '.join(ds.column_names)}); expected {ESC50_HUB_ID}'s schema")
-        try:
-            ds = ds.cast_column("audio", datasets.Audio(decode=False))
-        except Exception as exc:
-            raise UserError(f"--data {self.data}: the 'audio' column of {where} is not encoded audio {{bytes, path}} "
-                            f"({one_line(exc, 100)})") from None
+        ds = encoded_audio(ds, f"--data {self.data}", where, f"{ESC50_HUB_ID}'s schema")
         table = ds.data
         self._set({c: table.column(c).to_pylist() for c in ds.column_names if c != "audio"}, where)
         self.table = table
@@ -307,5 +298,6 @@ class Esc50LT(ASTTask):
         if short.size:
             notes.append(f"{short.size} class(es) have fewer usable training-fold clips than the profile asks "
                          f"('{names[short[0]]}': {got[short[0]]} of {want[short[0]]}); they keep all they have")
-        return TaskData(split(tr, "train"), split(va, "val"), split(te, "test"),
+        data = TaskData(split(tr, "train"), split(va, "val"), split(te, "test"),
                         skipped={k: v for k, v in sorted(skipped.items()) if v}, notes=notes)
+        return self.attach_deploy(data, np.bincount(src.target[tr], minlength=c))

@@ -222,8 +222,9 @@ class FSD50K(ASTTask):
             f"clips cut / zero-padded to {self.n_frames} frames ({self.n_frames / 100:g} s)",
             self._prepare_init(),
         ]
-        return TaskData(train, val, pool, {"public": np.arange(y_ev.shape[0])},
+        data = TaskData(train, val, pool, {"public": np.arange(y_ev.shape[0])},
                         skipped={k: v for k, v in sorted(skipped.items()) if v}, notes=notes)
+        return self.attach_deploy(data, y_tr.sum(axis=0))
 
     def _fetch_clips(self, parts: dict) -> None:
         """Hub copy: download only the selected clips (file by file), or whole folders when many are selected."""

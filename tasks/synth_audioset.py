@@ -8,7 +8,8 @@ import numpy as np
 
 from benchmark import Param, Split, TaskData, register_task
 from benchmark.audio.config import SAMPLE_RATE
-from benchmark.audio_tasks import ASTTask, ast_params
+from benchmark.audio_tasks import DEPLOY_AUDIO_HELP, ASTTask, ast_params
+from benchmark.deploy import deploy_params
 from benchmark.synthetic import draw_label_sets, power_law_prior
 
 EVENT_KINDS = ("tone", "chirp", "noise band", "clicks")
@@ -151,6 +152,7 @@ class SynthAudioSet(ASTTask):
         # off by default: with AST's 0.5, 1 seed of 3 stayed near chance at this budget (from scratch, tiny model)
         "mixup": Param(float, 0.0, "probability of MixUp on waveforms (AST: 0.5)", min=0.0, max=1.0),
         "mixup_alpha": Param(float, 10.0, "MixUp λ ~ Beta(α, α)", min=0.01, max=1000.0),
+        **deploy_params(1000, file_help=DEPLOY_AUDIO_HELP),
     }
 
     def __init__(self, **params: Any) -> None:
@@ -187,7 +189,13 @@ class SynthAudioSet(ASTTask):
         n_pub = self.n_public
         groups = {"public": np.arange(n_pub), "balanced_candidates": np.arange(n_pub),
                   "natural": np.arange(n_pub, n_pub + self.n_natural)}
+        def draw_deploy(pr: np.ndarray, n: int, drng: np.random.Generator):
+            # label sets drawn ∝ the deployment class proportions, as the training clips are drawn ∝ the prior
+            y = draw_label_sets(n, pr, self.labels_per_clip, drng)
+            return synth_clips(y, p, n_samples, self.noise, drng), y
+
         notes = [f"public view: {n_pub} clips drawn with a uniform class prior (near-balanced, as AudioSet's eval); "
                  f"natural view: {self.n_natural} clips at the training prior (ρ ≈ {prior.max() / prior.min():.0f})"]
-        return TaskData(Split(train_ds, y_train), Split(val_ds, y_val), pool, groups,
+        data = TaskData(Split(train_ds, y_train), Split(val_ds, y_val), pool, groups,
                         {"natural": np.arange(self.n_val)}, notes=notes)
+        return self.attach_deploy(data, y_train.sum(axis=0), draw_deploy)

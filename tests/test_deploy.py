@@ -245,3 +245,154 @@ def test_data_task_deploy_file_end_to_end(tmp_path):
     dep = json.loads((out / "summary.json").read_text())["tasks"]["imblearn-ecoli"]["deployment"]
     assert dep["source"] == "file" and "true_prior" not in dep
     assert dep["estimated_prior"][1] > 0.8  # every deployment row is a minority example
+
+
+# ------------------------------------------------------------------------------------------- AST audio tasks
+
+# a tiny synth-audioset whose validation split has >= 5 positives and negatives of every class (calibration)
+SYNTH_AUDIO = ("synth-audioset:classes=8,families=4,exponent=0.3,n_train=64,n_natural=24,n_public=24,n_val=40,"
+               "frames=48,epochs=2,batch_size=16,warmup=2")
+
+
+def _audio_env(tmp_path: Path) -> dict:
+    from audio_fixtures import TEST_ENV
+
+    return {**TEST_ENV, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
+
+
+def write_flac_dir(root: Path, n: int = 12, broken: int = 1) -> Path:
+    """n FLAC clips (48 / 44.1 kHz, some in a subfolder), `broken` .wav files that are not audio, one text file."""
+    import soundfile as sf
+    from audio_fixtures import clip
+
+    rng = np.random.default_rng(0)
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        sr = 48_000 if i % 2 else 44_100
+        sf.write(root / ("sub" if i % 3 == 0 else "") / f"c{i:02d}.flac", clip([i % 6], sr, 0.8, rng), sr,
+                 format="FLAC")
+    for i in range(broken):
+        (root / f"broken{i}.wav").write_bytes(b"RIFF....WAVEfmt broken" + bytes(200))
+    (root / "notes.txt").write_text("not audio, not counted")
+    return root
+
+
+def test_synth_audioset_deploy_prior_end_to_end(tmp_path):
+    plain = get_task(SYNTH_AUDIO).load()
+    data = get_task(SYNTH_AUDIO, deploy_prior="backward10", deploy_size=60).load()
+    np.testing.assert_array_equal(plain.train.dataset.clips.waves, data.train.dataset.clips.waves)
+    np.testing.assert_array_equal(plain.pool.dataset.clips.waves, data.pool.dataset.clips.waves)
+    assert len(data.deploy) == 60 and not data.deploy.labels.any()
+    (wave, n), y = data.deploy.dataset[0]
+    assert n == 48 * 160 and not y.any()  # a 0.48 s clip for the fbank, placeholder labels only
+    prev, counts = data.deploy_true_labels.mean(axis=0), data.train.labels.sum(axis=0)
+    assert prev[np.argmin(counts)] > prev[np.argmax(counts)]  # backward: the rarest training class most common
+    out = tmp_path / "out"
+    r = run_cli("--task", SYNTH_AUDIO + ",deploy_prior=backward10,deploy_size=60", "--method", "oversample",
+                "--seeds", "1", "--out", str(out), "-q", "--bootstrap", "20", env=_audio_env(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    for p in (out / "results" / "synth-audioset").glob("*.npz"):
+        with np.load(p) as z:
+            assert z["deploy_logits"].shape == (60, 8) and z["deploy_true_labels"].shape == (60, 8)
+    md = (out / "report.md").read_text()
+    assert "### On your deployment data" in md and "generated from the prior `backward10`" in md
+    dep = json.loads((out / "summary.json").read_text())["tasks"]["synth-audioset"]["deployment"]
+    assert len(dep["estimated_prior"]) == 8 and len(dep["true_prior"]) == 8 and dep["l1_error"] >= 0
+
+
+def test_ast_task_deploy_directory_of_flac_end_to_end(tmp_path):
+    from benchmark.audio import decode_clip
+
+    clips = write_flac_dir(tmp_path / "clips")
+    task = get_task(SYNTH_AUDIO, deploy=str(clips))
+    data = task.load()
+    assert len(data.deploy) == 12 and data.skipped == {"deploy: undecodable audio": 1}
+    assert data.deploy_info == {"source": "file", "path": str(clips), "format": "audio files", "skipped": 1, "n": 12}
+    # the task's own decode path: soundfile + soxr to 16 kHz, cut to the task's clip length
+    first = sorted(clips.rglob("*.flac"))[0]
+    (wave, n), _ = data.deploy.dataset[0]
+    expect = decode_clip(first, task.max_samples)
+    assert int(n) == expect.size == task.max_samples
+    np.testing.assert_array_equal(wave.numpy()[: int(n)], expect)
+    out = tmp_path / "out"
+    r = run_cli("--task", SYNTH_AUDIO, "--deploy", str(clips), "--method", "oversample", "--seeds", "1",
+                "--out", str(out), "-q", "--bootstrap", "20", env=_audio_env(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = [json.loads(p.read_text()) for p in (out / "results" / "synth-audioset").glob("*.json")]
+    assert len(res) == 2 and all(x["task_info"]["skipped"] == {"deploy: undecodable audio": 1} for x in res)
+    for p in (out / "results" / "synth-audioset").glob("*.npz"):
+        with np.load(p) as z:
+            assert z["deploy_logits"].shape == (12, 8) and "deploy_true_labels" not in z.files
+    md = (out / "report.md").read_text()
+    assert "### On your deployment data" in md and f"`{clips}`" in md
+    dep = json.loads((out / "summary.json").read_text())["tasks"]["synth-audioset"]["deployment"]
+    assert dep["source"] == "file" and "true_prior" not in dep
+
+
+def test_single_label_ast_task_deploy_directory(tmp_path):
+    """esc50-lt (single-label): the deployment clips carry placeholder class ids, never a real label."""
+    from test_tasks_audio import ESC_TINY, write_esc50
+
+    task = get_task(ESC_TINY, data=str(write_esc50(tmp_path / "esc")), deploy=str(write_flac_dir(tmp_path / "c", 5, 0)),
+                    model_size="tiny")
+    data = task.load()
+    assert len(data.deploy) == 5 and data.deploy.labels.dtype == np.int64 and not data.deploy.labels.any()
+    (wave, n), y = data.deploy.dataset[4]
+    assert not y.dtype.is_floating_point and int(y) == 0
+    assert int(n) == 12_800 < task.max_samples and not wave[12_800:].any()  # 0.8 s at 16 kHz, zero-padded
+    assert not any(k.startswith("deploy") for k in data.skipped)
+
+
+def test_audioset_deploy_parquet_ignores_labels_and_counts_broken_clips(tmp_path, monkeypatch):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from audio_fixtures import rows, write_audioset
+
+    from benchmark.audio import decode_clip
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    root = write_audioset(tmp_path / "audioset")
+    dep = tmp_path / "deploy" / "data"
+    dep.mkdir(parents=True)
+    table = pa.Table.from_pylist(rows(7, seed=5, broken=2))  # AudioSet's schema, labels included
+    pq.write_table(table.slice(0, 4), dep / "a.parquet")
+    pq.write_table(table.slice(4).drop_columns(["labels"]), dep / "b.parquet")  # a labels column is not needed
+    data = get_task("audioset", data=str(root), deploy=str(dep.parent), model_size="tiny", num_workers=0).load()
+    assert len(data.deploy) == 5 and data.skipped["deploy: undecodable audio"] == 2
+    assert data.deploy.labels.shape == (5, 527) and not data.deploy.labels.any()
+    assert data.deploy_info["format"] == "parquet"
+    (wave, n), _ = data.deploy.dataset[0]  # row 2: the first readable clip
+    expect = decode_clip(table.column("audio")[2]["bytes"].as_py(), 128 * 160)
+    np.testing.assert_array_equal(wave.numpy()[: int(n)], expect)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d.mkdir(), "is empty"),
+    (lambda d: (d.mkdir(), (d / "readme.txt").write_text("x")), "holds no audio"),
+    (lambda d: write_flac_dir(d, n=1, broken=3), "3 of 4 clips of the deploy split cannot be read"),
+    (lambda d: None, "no such file or directory"),
+])
+def test_bad_deploy_directory_is_one_line_exit_2_nothing_written(tmp_path, make, message):
+    d = tmp_path / "deploy"
+    make(d)
+    out = tmp_path / "out"
+    r = run_cli("--task", SYNTH_AUDIO, "--deploy", str(d), "--method", "oversample", "--seeds", "1",
+                "--out", str(out), "-q", env=_audio_env(tmp_path))
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0] and "--deploy" in lines[0], r.stderr
+    assert not out.exists()
+
+
+def test_deploy_hub_id_offline_fails_with_the_fetch_once_fix(tmp_path):
+    """In a fresh process, so that `datasets` reads the offline switch at import, as a user's run does."""
+    out = tmp_path / "out"
+    r = run_cli("--task", SYNTH_AUDIO, "--deploy", "someone/deploy-clips", "--method", "oversample", "--seeds", "1",
+                "--out", str(out), "-q", env=_audio_env(tmp_path))
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "offline" in lines[0], r.stderr
+    assert "huggingface-cli download someone/deploy-clips --repo-type dataset" in lines[0]
+    assert "--deploy DIR" in lines[0]
+    assert not out.exists()

@@ -105,6 +105,7 @@ def test_heartbeat_touches_held_claims(tmp_path):
 
 # ---- kill and resume -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow(reason="kills a real sweep mid-run, then reruns it: ~6 s quiet, 30+ s on a loaded 2-core box")
 def test_sigkill_mid_sweep_then_rerun_completes_every_run_exactly_once(tmp_path):
     out = tmp_path / "out"
     # one process: SIGKILL does not reach the helper processes of --workers, which would finish the grid meanwhile
@@ -172,6 +173,7 @@ def test_a_bogus_result_is_redone_with_a_warning(tmp_path):
     assert read_result(path)["status"] == "ok"
 
 
+@pytest.mark.slow(reason="trains one run three times (killed, resumed, reference): ~13 s quiet, 35 s loaded")
 def test_killed_long_run_resumes_from_its_checkpoint_with_identical_results(tmp_path):
     task = f"{FAULTY},ckpt_every=3,step_sleep=0.08,lr_decay=0.9"  # the LR schedule's state must resume too
     args = ("--plugin", PLUGIN, "--task", task, "--method", "none", "--seeds", "1", "--quiet", "--no-report")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from benchmark.core.stats import SEEDS, SEEDS_BOOTSTRAP, combined_half_width, combined_interval
+from benchmark.core.stats import SEEDS, SEEDS_BOOTSTRAP, combined_half_width, combined_interval, spearman, t_quantile
 
 B = 100  # the report's default --bootstrap
 RATIOS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0, math.inf)  # σ_t² / σ_e²
@@ -102,3 +102,34 @@ def test_combined_half_width_rejects_bad_arguments() -> None:
         combined_half_width(0.1, 0.1, 3, 1)
     with pytest.raises(ValueError, match="v_seed"):
         combined_half_width(-0.1, 0.1, 3, B)
+
+
+def test_t_quantile_is_scipy_stats_t_ppf() -> None:
+    # the report's intervals take their quantiles from scipy.special (no scipy.stats import): the same numbers
+    for df in [1, 2, 3, 4, 9, 24, 99, 199, 10**5]:
+        for p in [0.5, 0.9, 0.975, 0.995]:
+            assert t_quantile(p, df) == float(student_t.ppf(p, df))
+    with pytest.raises(ValueError, match="p must"):
+        t_quantile(1.0, 3)
+    with pytest.raises(ValueError, match="df must"):
+        t_quantile(0.975, 0)
+
+
+def test_spearman_matches_scipy_with_ties_and_edges() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    for i in range(200):
+        n = int(rng.integers(3, 40))
+        x = rng.integers(0, 6, n).astype(float) if i % 2 else rng.normal(size=n)  # odd i: many ties
+        y = x + rng.normal(size=n) if i % 5 else x  # every 5th: ρ = 1 exactly, p = 0
+        if (x == x[0]).all():
+            continue
+        ref = spearmanr(x, y)
+        rho, p = spearman(x, y)
+        assert rho == pytest.approx(float(ref.statistic), abs=1e-12)
+        assert p == pytest.approx(float(ref.pvalue), abs=1e-12)
+    assert all(math.isnan(v) for v in spearman([1, 1, 1], [1, 2, 3]))  # a constant side: undefined
+    assert all(math.isnan(v) for v in spearman([1, 2], [1, 2]))
+    with pytest.raises(ValueError, match="same length"):
+        spearman([1, 2, 3], [1, 2])

@@ -182,6 +182,83 @@ def test_cifar_input_errors(tmp_path):
         get_task("cifar10-lt:backbone=mobilenetv3_small_050,model_size=tiny,cifar_stem=false").build_model()
 
 
+def _test_images_hwc(folder: Path, label: int) -> np.ndarray:
+    """The fixture's test images of one class as a user's (N, 32, 32, 3) uint8 array."""
+    with open(folder / "test_batch", "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    x = entry["data"].reshape(-1, 3, 32, 32)[np.asarray(entry["labels"]) == label]
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def test_cifar_deploy_npz_end_to_end(tmp_path):
+    folder = write_cifar(tmp_path / "data", 10, 40, 20)
+    hwc = _test_images_hwc(folder, 9)  # the rarest training class only: a strongly shifted deployment
+    np.savez(tmp_path / "deploy.npz", x=hwc)
+    out = tmp_path / "out"
+    r = run_cli("--task", "cifar10-lt:n_max=30,rho=10,val_per_class=5,epochs=1,model_size=tiny", "--data",
+                str(folder), "--deploy", str(tmp_path / "deploy.npz"), "--method", "prior_adapt", "--seeds", "1",
+                "--out", str(out), "-q", "--bootstrap", "10", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    runs = {json.loads(p.read_text())["config"]["method"]["spec"]: p.with_suffix(".npz")
+            for p in (out / "results" / "cifar10-lt").glob("*.json")}
+    assert set(runs) == {"none", "prior_adapt:estimator=mlls"}
+    with np.load(runs["none"]) as base_npz, np.load(runs["prior_adapt:estimator=mlls"]) as adapted:
+        dep = base_npz["deploy_logits"]
+        assert dep.shape == (20, 10) and "deploy_true_labels" not in base_npz.files
+        # the same images as the pool's class-9 ones, so the same test-time input and the same scores
+        np.testing.assert_allclose(dep, base_npz["pool_logits"][base_npz["pool_labels"] == 9], atol=1e-4)
+        np.testing.assert_array_equal(adapted["deploy_logits"], dep)  # post-hoc runs copy the baseline's
+    base = result_files(out)["none"]
+    assert base["task_info"]["deploy"]["n"] == 20 and base["task_info"]["deploy"]["format"] == "npz"
+    md = (out / "report.md").read_text()
+    assert "### On your deployment data" in md
+    dep = json.loads((out / "summary.json").read_text())["tasks"]["cifar10-lt"]["deployment"]
+    assert dep["source"] == "file" and len(dep["estimated_prior"]) == 10
+
+
+def test_cifar_deploy_reads_python_batches_in_the_test_time_layout(tmp_path):
+    folder = write_cifar(tmp_path, 10, 40, 2)
+    spec = "cifar10-lt:n_max=30,rho=10,val_per_class=5,model_size=tiny"
+    # a directory of batches (batches.meta skipped): all 400 training and 20 test images, labels ignored
+    data = get_task(spec, data=str(folder), deploy=str(folder)).load()
+    assert len(data.deploy) == 400 + 20 and data.deploy_info["files"] == 6
+    assert data.deploy.labels.tolist() == [0] * 420
+    # one batch file is the same images, in the same (N, 3, 32, 32) uint8 layout, as the task's own test split
+    data = get_task(spec, data=str(folder), deploy=str(folder / "test_batch")).load()
+    assert data.deploy.dataset.x.dtype == data.pool.dataset.x.dtype == torch.uint8
+    assert torch.equal(data.deploy.dataset.x, data.pool.dataset.x)
+    # an HWC .npy of those images arrives as the same CHW tensor
+    np.save(tmp_path / "d.npy", data.pool.dataset.x.numpy().transpose(0, 2, 3, 1))
+    data = get_task(spec, data=str(folder), deploy=str(tmp_path / "d.npy")).load()
+    assert torch.equal(data.deploy.dataset.x, data.pool.dataset.x)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("d.npy", np.zeros((4, 3, 32, 32), np.uint8), "expected (N, 32, 32, 3) uint8 images, got uint8 of shape "
+                                                  "(4, 3, 32, 32)"),
+    ("d.npy", np.zeros((4, 32, 32, 3), np.float32), "expected (N, 32, 32, 3) uint8 images, got float32"),
+    ("d.npz", np.zeros((0, 32, 32, 3), np.uint8), "no images"),
+    ("data_batch_9", b"not a pickle", "not a CIFAR python batch"),
+])
+def test_cifar_bad_deploy_is_one_line_exit_2_nothing_written(tmp_path, name, content, message):
+    folder = write_cifar(tmp_path / "data", 10, 40, 2)
+    f = tmp_path / name
+    if isinstance(content, bytes):
+        f.write_bytes(content)
+    elif name.endswith(".npz"):
+        np.savez(f, images=content)
+    else:
+        np.save(f, content)
+    out = tmp_path / "out"
+    r = run_cli("--task", "cifar10-lt:n_max=30,rho=10,val_per_class=5,epochs=1,model_size=tiny", "--data",
+                str(folder), "--deploy", str(f), "--method", "prior_adapt", "--seeds", "1", "--out", str(out), "-q",
+                env=ONE_THREAD)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--deploy" in lines[0] and message in lines[0], r.stderr
+    assert "(N, 32, 32, 3)" in lines[0] and not out.exists()
+
+
 def test_cifar_model_is_cifar_resnet():
     task = get_task("cifar10-lt:model_size=tiny")
     model = task.build_model()

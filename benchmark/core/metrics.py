@@ -628,7 +628,8 @@ def metrics_for(multi_label: bool, y_true: Any, scores: Any, sample_weight: Any 
 # public API: many weightings at once (views, bootstrap resamples, points of the prior-shift curve)
 
 _BLOCK_NNZ = 4_000_000  # examples × classes per sparse block: bounds the index arrays to ~50 MB
-_K_CHUNK = 32  # weightings per sparse product: X's rows stay in cache during it
+_K_CHUNK = 16  # weightings per sparse product: X's rows stay in cache during it (16 vs 32: 15-20 % less CPU on
+# 26,000 x 60 with 100-125 columns and on 20,000 x 527 with 64; the numbers do not depend on it)
 
 
 class Ranking:

@@ -10,6 +10,54 @@ import numpy as np
 CONFIDENCE = 0.95
 
 
+def t_quantile(p: float, df: int) -> float:
+    """Student-t quantile: `scipy.stats.t.ppf(p, df)` (the same number: both are cephes' stdtrit) from
+    scipy.special, which imports in a third of scipy.stats's time (a report's first render pays it).
+
+    >>> round(t_quantile(0.975, 2), 4)
+    4.3027
+    """
+    if not 0.0 < float(p) < 1.0:
+        raise ValueError(f"t_quantile: p must be in (0, 1), got {p}")
+    if int(df) < 1:
+        raise ValueError(f"t_quantile: df must be >= 1, got {df}")
+    from scipy.special import stdtrit
+
+    return float(stdtrit(int(df), float(p)))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Spearman's ρ and its two-sided p-value (t with n − 2 df): `scipy.stats.spearmanr`'s numbers (average ranks
+    for ties, Pearson on the ranks) without importing scipy.stats; NaN for fewer than 3 pairs or a constant side.
+
+    >>> rho, p = spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]); round(rho, 4), round(p, 4)
+    (0.8208, 0.0886)
+    """
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"spearman: x and y must be 1-D of the same length, got shapes {a.shape} and {b.shape}")
+    if a.size < 3 or (a == a[0]).all() or (b == b[0]).all():
+        return math.nan, math.nan
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="mergesort")
+        sv = v[order]
+        first = np.r_[True, sv[1:] != sv[:-1]]
+        starts = np.flatnonzero(first)
+        ends = np.r_[starts[1:], sv.size]
+        out = np.empty(v.size)
+        out[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]  # ties share their mean 1-based rank
+        return out
+
+    from scipy.special import stdtr
+
+    rs = np.float64(np.corrcoef(ranks(a), ranks(b))[1, 0])  # numpy scalar: ρ = ±1 gives t = ±inf, p = 0
+    dof = a.size - 2
+    with np.errstate(divide="ignore"):
+        t = rs * np.sqrt(np.clip(dof / ((rs + 1.0) * (1.0 - rs)), 0, None))
+    return float(rs), float(2 * stdtr(dof, -abs(t)))
+
+
 def t_interval(values: Iterable[float]) -> tuple[float, Optional[float]]:
     """(mean, half-width of the two-sided 95% Student-t interval); half-width is None for fewer than 2 values."""
     x = [float(v) for v in values]
@@ -20,9 +68,7 @@ def t_interval(values: Iterable[float]) -> tuple[float, Optional[float]]:
     if n < 2:
         return mean, None
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / (n - 1))
-    from scipy.stats import t  # lazy: scipy.stats costs ~0.5 s to import and is only needed here
-
-    return mean, float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, t_quantile(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
 
 
 SEEDS = "seeds"  # Interval.kind: t-interval over training seeds only
@@ -77,8 +123,6 @@ def combined_half_width(v_seed: Any, v_boot: Any, n_seeds: int, n_boot: int) -> 
     >>> round(float(combined_half_width(0.0001, 0.0, 3, 0)), 6)  # seeds only: 4.3027 * 0.01
     0.043027
     """
-    from scipy.stats import t  # lazy: scipy.stats costs ~0.5 s to import and is only needed here
-
     if int(n_seeds) < 2:
         raise ValueError(f"combined_half_width: n_seeds must be >= 2, got {n_seeds}")
     if int(n_boot) == 1 or int(n_boot) < 0:
@@ -87,8 +131,8 @@ def combined_half_width(v_seed: Any, v_boot: Any, n_seeds: int, n_boot: int) -> 
     if (vs < 0).any() or (vb < 0).any():
         raise ValueError("combined_half_width: v_seed and v_boot must be >= 0")
     p = 0.5 + CONFIDENCE / 2
-    q_seed = float(t.ppf(p, int(n_seeds) - 1))
-    q_boot = float(t.ppf(p, int(n_boot) - 1)) if n_boot else 0.0
+    q_seed = t_quantile(p, int(n_seeds) - 1)
+    q_boot = t_quantile(p, int(n_boot) - 1) if n_boot else 0.0
     return np.sqrt(q_seed**2 * vs + q_boot**2 * vb)
 
 
