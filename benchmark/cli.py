@@ -502,10 +502,13 @@ class Helper:
         self.log.close()
 
 
-def start_helpers(n: int, argv: Sequence[str]) -> list[Helper]:
+def start_helpers(n: int, argv: Sequence[str], into: list[Helper]) -> list[Helper]:
     """`n` more processes running this same command on the same --out, quietly and without the report: the claim
-    files (benchmark.claims) give each run to exactly one process, and `run_grid` waits for them."""
-    return [Helper(argv) for _ in range(max(n, 0))]
+    files (benchmark.claims) give each run to exactly one process, and `run_grid` waits for them. Each is appended
+    to `into` as soon as it starts, so a later failed start still lets the caller stop the earlier ones."""
+    for _ in range(max(n, 0)):
+        into.append(Helper(argv))
+    return into
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
@@ -542,7 +545,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         store_report_options(out, options, args)
         _interrupt_on_sigterm()
         t0 = time.perf_counter()
-        helpers = start_helpers(local_workers(args, tasks) - 1, argv)
+        start_helpers(local_workers(args, tasks) - 1, argv, into=helpers)
         summary = run_grid(tasks, methods, seeds, out, overwrite=args.overwrite, quiet=args.quiet,
                            mixed_precision=args.mixed_precision, shard=shard, log_with=args.log_with,
                            helpers=helpers)
@@ -643,10 +646,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     n_files = sum(len(t.files) for t in tasks.values())
     print(f"evaluated {n_files} prediction files of {len(tasks)} tasks: {len(paths)} results in {out / 'results'} "
           f"({time.perf_counter() - t0:.1f} s)")
-    if options is not None:
-        from reports.options import save_options
-
-        save_options(out, options)
+    store_report_options(out, options, args)
     if args.no_report:
         return 0
     from reports import render_report

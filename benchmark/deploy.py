@@ -12,6 +12,7 @@ Two sources, both task parameters:
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -54,7 +55,7 @@ def _check_prior_name(name: str) -> Optional[str]:
 
 def read_deploy_features(path: str, dim: int) -> np.ndarray:
     """(N, dim) float32 features of a deployment file; UserError naming the fix when it does not fit the task."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"--deploy {path}: no such file; give a .npy, .npz or .csv of (N, {dim}) feature vectors")
     try:
@@ -78,7 +79,7 @@ def read_deploy_features(path: str, dim: int) -> np.ndarray:
             x = np.array(rows, dtype=np.float64) if rows else np.zeros((0, dim))
         else:
             raise UserError(f"--deploy {path}: unknown format '{p.suffix}'; use .npy, .npz or .csv")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # a truncated .npy, a broken .npz
         raise UserError(f"--deploy {path}: cannot read it as numbers ({exc})") from None
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != dim:

@@ -462,10 +462,13 @@ class Engine:
             return 0
         try:
             next_step = int(json.loads(marker.read_text())["next_step"])
+            # read before restoring anything: a checkpoint without it must start over with untouched weights
+            sched_state = (torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True)
+                           if scheduler is not None else None)
             self.acc.load_state(str(ckpt / "state"))
             if scheduler is not None:
                 # a schedule restarted at step 0 would redo warm-up and decay (LR wrong for the rest of the run)
-                scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True))
+                scheduler.load_state_dict(sched_state)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             self.log(spec, f"checkpoint unusable ({exc}); starting over")
             return 0

@@ -24,6 +24,7 @@ from benchmark.core.labelshift import MULTI_LABEL_METHODS, SINGLE_LABEL_METHODS,
 
 from .analysis import BASELINE, MethodGroup, Section, _get
 from .cache import digest
+from .fmt import NA
 from .scores import Scores
 
 DEPLOY = "deploy"
@@ -314,7 +315,8 @@ def glance_line(sec: Section, shift: Any) -> Optional[str]:
     got = [(g.label, shift.cells.get((g.label, DEPLOY, m))) for g in sec.methods]
     got = [(lab, iv) for lab, iv in got if iv is not None]
     rho = _rho(dep.estimate.prior, dep.estimate.n_deploy)
-    head = (f"**On your deployment data** ({sec.key}; estimated prior ρ ≈ {rho:.3g}{_rho_ci(dep.estimate)}"
+    rho_txt = NA if rho is None else f"{rho:.3g}"  # None: an all-zero estimate has no ratio
+    head = (f"**On your deployment data** ({sec.key}; estimated prior ρ ≈ {rho_txt}{_rho_ci(dep.estimate)}"
             + (", **estimate not converged**" if not dep.estimate.converged else "") + ")")
     if not got:
         return f"- {head}: no method results to compare."

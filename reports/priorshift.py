@@ -102,7 +102,7 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
     # numpy work leaves idle; `on_section` is called from this thread, as each finishes
     # ... and BLAS runs single-threaded inside them: OpenBLAS's own threads on top of these (2 cores, loaded) made
     # each small matrix product 10-50x slower (the deployment bootstrap: 2.3 s -> 0.6-0.9 s CPU)
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(len(todo), 1)) as pool:
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(min(len(todo), os.cpu_count() or 1), 1)) as pool:
         futures = {pool.submit(analyze_section, Path(run_dir), sec, options): sec.key for sec in todo}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()

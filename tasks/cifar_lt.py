@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -102,7 +103,7 @@ def read_deploy_images(path: str) -> tuple[np.ndarray, dict]:
                         raise UserError(f"--deploy {path}: name the image array 'x' (found "
                                         f"{', '.join(z.files) or 'no array'}); {want}")
                     x = z[key]
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a broken .npz too
             raise UserError(f"--deploy {path}: unreadable ({type(exc).__name__}: {exc}); {want}") from None
         if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
             raise UserError(f"--deploy {path}: expected (N, 32, 32, 3) uint8 images, got {x.dtype} of shape "

@@ -335,3 +335,15 @@ def test_throughput_script_smoke(capsys, monkeypatch):
     assert [r[0] for r in rows[1:]] == ["fbank", "model", "model+fbank", "loader"]
     assert all(r[1] == "2" and float(r[2]) > 0 for r in rows[1:])
     assert "AST-tiny" in out and "fp32 on cpu" in out
+
+
+def test_spec_augment_masks_with_the_tasks_normalized_zero():
+    import torch
+
+    from benchmark.audio.features import spec_augment
+
+    torch.manual_seed(0)
+    x = torch.full((8, 40, 16), 5.0)
+    out = spec_augment(x, freqm=8, timem=10, value=0.618)
+    masked = out != 5.0
+    assert masked.any() and torch.all(out[masked] == 0.618)

@@ -396,3 +396,15 @@ def test_deploy_hub_id_offline_fails_with_the_fetch_once_fix(tmp_path):
     assert "huggingface-cli download someone/deploy-clips --repo-type dataset" in lines[0]
     assert "--deploy DIR" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 not a zip", b""])
+def test_broken_deploy_npz_or_npy_is_a_user_error(tmp_path, content):
+    from benchmark.core.errors import UserError
+    from benchmark.deploy import read_deploy_features
+
+    for suffix in (".npz", ".npy"):
+        path = tmp_path / f"broken{suffix}"
+        path.write_bytes(content)
+        with pytest.raises(UserError, match="cannot read it as numbers"):
+            read_deploy_features(str(path), 4)

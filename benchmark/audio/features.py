@@ -103,9 +103,10 @@ class Fbank(nn.Module):
             return (self.log_mel(waves, lengths) - self.mean) / (2.0 * self.std)
 
 
-def spec_augment(x: torch.Tensor, freqm: int, timem: int) -> torch.Tensor:
+def spec_augment(x: torch.Tensor, freqm: int, timem: int, value: float = MASK_VALUE) -> torch.Tensor:
     """One frequency mask (width < freqm) and one time mask (width < timem) per example, as torchaudio's
-    FrequencyMasking / TimeMasking in AST's loader; masked bins get the normalized value of AST's zero mask.
+    FrequencyMasking / TimeMasking in AST's loader; masked bins get `value`, the normalized value of AST's zero
+    mask under the task's fbank statistics (AudioSet's by default).
 
     x: (B, frames, bins) normalized fbanks. Vectorized over the batch, on x's device.
 
@@ -132,7 +133,7 @@ def spec_augment(x: torch.Tensor, freqm: int, timem: int) -> torch.Tensor:
         mask |= band(f, freqm)[:, None, :]
     if timem > 0:
         mask |= band(t, timem)[:, :, None]
-    return x.masked_fill(mask, MASK_VALUE)
+    return x.masked_fill(mask, value)
 
 
 def kaldi_reference(wave: torch.Tensor, frames: int, mean: float = AUDIOSET_MEAN,

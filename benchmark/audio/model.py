@@ -67,7 +67,8 @@ class ASTClassifier(nn.Module):
         if isinstance(x, (tuple, list)):
             x = self.fbank(*x)
         if self.training and (self.freqm or self.timem):
-            x = spec_augment(x, self.freqm, self.timem)
+            # AST masks with 0 before normalizing: with this task's statistics (ESC-50, FSD50K differ from AudioSet)
+            x = spec_augment(x, self.freqm, self.timem, value=-self.fbank.mean / (2.0 * self.fbank.std))
         return x
 
     def forward(self, x: Any) -> torch.Tensor:
