@@ -73,7 +73,8 @@ def read_deploy_features(path: str, dim: int) -> np.ndarray:
             with open(p, newline="", encoding="utf-8") as f:
                 rows = [r for r in csv.reader(f) if r]
             head = [c.strip().lower() for c in rows[0]] if rows else []
-            if rows and not _numeric(rows[0]):
+            # a header of column numbers (pandas' `to_csv(index=False)` of an array writes 0,1,...,D-1) is a header
+            if rows and (not _numeric(rows[0]) or [c.strip() for c in rows[0]] == [str(i) for i in range(len(rows[0]))]):
                 drop = [i for i, c in enumerate(head) if c in ("label", "labels", "y", "target", "class")]
                 rows = [[v for i, v in enumerate(r) if i not in drop] for r in rows[1:]]
             x = np.array(rows, dtype=np.float64) if rows else np.zeros((0, dim))

@@ -92,7 +92,9 @@ class DigitsLT(Task):
             idx = pick_per_class(y, ~(test | val | train), p, n, drng)
             return x[idx], y[idx]
 
-        return attach_deploy(self, TaskData(split(train), split(val), split(test)), self.counts(), draw_deploy)
+        # a --deploy file holds raw 8x8 pixels (0..16), as sklearn's digits.data: scaled like the splits
+        return attach_deploy(self, TaskData(split(train), split(val), split(test)), self.counts(), draw_deploy,
+                             transform=lambda raw: raw / 16.0)
 
     def build_model(self) -> nn.Module:
         from benchmark.models import MLP, SmallCNN

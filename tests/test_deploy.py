@@ -408,3 +408,21 @@ def test_broken_deploy_npz_or_npy_is_a_user_error(tmp_path, content):
         path.write_bytes(content)
         with pytest.raises(UserError, match="cannot read it as numbers"):
             read_deploy_features(str(path), 4)
+
+
+def test_digits_deploy_file_is_scaled_like_the_splits(tmp_path):
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().data[:7]  # raw pixels 0..16, as a user has them
+    np.save(tmp_path / "d.npy", raw)
+    data = get_task("digits-lt", deploy=str(tmp_path / "d.npy")).load()
+    np.testing.assert_allclose(data.deploy.features, raw / 16.0, rtol=0, atol=1e-7)
+
+
+def test_deploy_csv_with_a_column_number_header_drops_it(tmp_path):
+    from benchmark.deploy import read_deploy_features
+
+    x = np.arange(12, dtype=np.float64).reshape(3, 4) + 0.5
+    path = tmp_path / "d.csv"
+    path.write_text("0,1,2,3\n" + "\n".join(",".join(str(v) for v in row) for row in x) + "\n")
+    np.testing.assert_array_equal(read_deploy_features(str(path), 4), x.astype(np.float32))
