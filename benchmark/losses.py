@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sampling import oversampling_class_factors
+
 __all__ = ["AsymmetricLoss", "BalancedSoftmaxLoss", "ClassBalancedLoss", "ClassWeightedLoss",
            "DistributionBalancedLoss", "FocalLoss", "LDAMLoss", "LogitAdjustedLoss", "class_weights",
            "effective_number_weights", "ldam_margins", "log_odds", "log_prior", "prior_shift"]
@@ -98,10 +100,10 @@ def class_weights(counts: Any, beta: float = 1.0) -> np.ndarray:
     [0.3704, 3.7037, 33.3333]
     """
     n = _counts(counts)
-    w = np.ones_like(n)
+    w = oversampling_class_factors(n, beta)  # the sampler's M_j: weighting and oversampling share one formula
     present = n > 0
+    w[~present] = 1.0
     if present.any():
-        w[present] = (n.max() / n[present]) ** beta
         w[present] /= (w[present] * n[present]).sum() / n[present].sum()
     return w
 

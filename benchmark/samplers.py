@@ -140,7 +140,11 @@ def class_counts(targets: Any, num_classes: Optional[int] = None) -> np.ndarray:
     [1, 0, 3, 0]
     """
     csr, c, _ = label_csr(targets, num_classes)
-    return np.bincount(csr.indices, minlength=c).astype(np.int64)
+    return _csr_counts(csr, c)
+
+
+def _csr_counts(csr: LabelCSR, num_classes: int) -> np.ndarray:
+    return np.bincount(csr.indices, minlength=num_classes).astype(np.int64)
 
 
 def _rank_and_world(rank: Optional[int], world_size: Optional[int]) -> tuple[int, int]:
@@ -274,7 +278,7 @@ class OversamplingSampler(RepeatSampler):
         if aggregate not in ("max", "sum", "mean"):
             raise ValueError(f"aggregate must be max, sum or mean, got {aggregate!r}")
         csr, c, self.multi_label = label_csr(targets, num_classes)
-        self.counts = np.bincount(csr.indices, minlength=c).astype(np.int64)
+        self.counts = _csr_counts(csr, c)
         self.class_factors = oversampling_class_factors(self.counts, float(beta))
         self.beta, self.aggregate = float(beta), aggregate
         factors = class_factors_to_examples(csr, self.class_factors, aggregate, default=1.0)
@@ -301,7 +305,7 @@ class RepeatFactorSampler(RepeatSampler):
         if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 4:
             raise ValueError(f"power must be a number in [0, 4] (0.5: LVIS' square root), got {power!r}")
         csr, c, self.multi_label = label_csr(targets, num_classes)
-        self.counts = np.bincount(csr.indices, minlength=c).astype(np.int64)
+        self.counts = _csr_counts(csr, c)
         n = csr.indptr.size - 1
         self.t, warning = repeat_threshold(self.counts, n, t)
         if warning:

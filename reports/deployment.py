@@ -66,7 +66,7 @@ def analyze_deployment(sec: Section, scores: dict[tuple[str, Hashable], Scores],
         return None
     s0 = have[0]
     sc = scores[(base.label, s0)]
-    tp = _train_prior(counts, n_train, multi)
+    tp = core_views.train_prior(counts, n_train, multi)
     info = dict(_get(base.runs[s0], "task_info", "deploy", default={}) or {})
     # trained methods only: post-hoc methods re-score the baseline's model, they have no model of their own
     others = {g.label: scores[(g.label, s0)] for g in sec.methods
@@ -191,11 +191,6 @@ def _failed(message: str, info: dict, seed: Hashable) -> Deployment:
     return Deployment(empty, {}, {}, None, info, seed, None, warnings=[message])
 
 
-def _train_prior(counts: np.ndarray, n_train: int, multi: bool) -> np.ndarray:
-    c = counts.astype(np.float64)
-    return c / max(n_train, 1) if multi else c / max(c.sum(), 1.0)
-
-
 def _view(labels: np.ndarray, prior: np.ndarray, multi: bool, c: int, what: str) -> dict:
     """A distribution dict as reports.priorshift._built_views makes them: the split reweighted to `prior`."""
     if multi:
@@ -207,7 +202,7 @@ def _view(labels: np.ndarray, prior: np.ndarray, multi: bool, c: int, what: str)
         present = np.bincount(np.asarray(labels, dtype=np.int64)[idx], minlength=c) > 0
         info = {"method": "reweighting", "unmatched_classes": int(((prior > 0) & ~present).sum())}
         desc = f"{what} (exact class reweighting)"
-    eff = float(w.sum() ** 2 / max(float((w * w).sum()), 1e-300))
+    eff = core_views.effective_sample_size(w)
     info = {**info, "effective_n": eff}
     return {"idx": idx, "w": w, "description": desc, "effective_n": eff,
             "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}}

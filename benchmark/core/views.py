@@ -75,10 +75,7 @@ class ViewContext:
 
     def train_prior(self) -> np.ndarray:
         """Training prevalence per class (multi-label) or class frequency (single-label)."""
-        c = self.train_counts.astype(np.float64)
-        if self.multi_label:
-            return c / max(self.n_train, 1)
-        return c / max(c.sum(), 1.0)
+        return train_prior(self.train_counts, self.n_train, self.multi_label)
 
     def rng(self, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, salt])
@@ -201,7 +198,7 @@ def rake(label_matrix: np.ndarray, target: np.ndarray, max_iter: int = 500, tol:
         return v, it, err, False
 
     v, iters, err, ok = solve(np.ones(m), np.inf)
-    uncapped_ess = _ess(v)
+    uncapped_ess = effective_sample_size(v)
     cap_used = None
     if max_weight_ratio == "auto":
         if ok:
@@ -234,15 +231,29 @@ def rake(label_matrix: np.ndarray, target: np.ndarray, max_iter: int = 500, tol:
         "clipped_fraction": float(np.mean(v >= cap_used * (1 - 1e-9))) if cap_used else 0.0,
         "unmatched_classes": int((~feasible & (t > 0)).sum()),
         "zeroed_classes": int(zeroed.sum()),
-        "effective_n": _ess(w),
+        "effective_n": effective_sample_size(w),
         "effective_n_uncapped": uncapped_ess,
     }
     return w, info
 
 
-def _ess(w: np.ndarray) -> float:
-    """Kish's effective sample size (Σw)² / Σw²."""
+def effective_sample_size(w: np.ndarray) -> float:
+    """Kish's effective sample size (Σw)² / Σw².
+
+    >>> effective_sample_size(np.array([1.0, 1.0, 2.0]))
+    2.6666666666666665
+    """
     return float(w.sum() ** 2 / max(float((w * w).sum()), 1e-300))
+
+
+def train_prior(train_counts: np.ndarray, n_train: int, multi_label: bool) -> np.ndarray:
+    """Training prevalence per class n_j / N (multi-label) or class frequency n_j / Σn (single-label).
+
+    >>> train_prior(np.array([30, 10]), 40, multi_label=True).tolist(), train_prior(np.array([3, 1]), 4, False).tolist()
+    ([0.75, 0.25], [0.75, 0.25])
+    """
+    c = np.asarray(train_counts).astype(np.float64)
+    return c / max(n_train, 1) if multi_label else c / max(c.sum(), 1.0)
 
 
 def _to_prior_view(ctx: ViewContext, name: str, target: np.ndarray, description: str, salt: int,
@@ -329,7 +340,7 @@ def prior_view(ctx: ViewContext, name: str, target: np.ndarray, description: str
         return _to_prior_view(ctx, name, target, description, salt, candidates)
     idx, w = reweight_to_prior(ctx.labels, ctx.num_classes, target, candidates)
     missing = int(((target > 0) & (np.bincount(ctx.labels[idx], minlength=ctx.num_classes) == 0)).sum())
-    info = {"method": "reweighting", "unmatched_classes": missing, "effective_n": _ess(w)}
+    info = {"method": "reweighting", "unmatched_classes": missing, "effective_n": effective_sample_size(w)}
     return View(name, idx, w, description + " (exact class reweighting)", info)
 
 
