@@ -672,8 +672,30 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+# glibc malloc: keep freed memory for reuse instead of handing every multi-megabyte block back to the kernel (and
+# faulting fresh zeroed pages in on the next one). The report's metric kernel frees and reallocates such blocks
+# thousands of times from two threads; measured on the default grid's analysis: system CPU 2.0 -> 1.2 s, wall
+# 9.6 -> 9.1 s on 2 cores. Values: the largest mmap threshold glibc accepts (32 MiB), up to 256 MiB kept free.
+_MALLOPT = ((-3, 32 << 20), (-1, 256 << 20), (-2, 64 << 20))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc as `_MALLOPT` says; False (and nothing changed) where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    return all(mallopt(param, value) == 1 for param, value in _MALLOPT)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     try:
         if argv and argv[0] == "report":
             return report_main(argv[1:])

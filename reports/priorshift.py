@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Optional, Sequence
@@ -91,19 +91,37 @@ class SectionShift:
 
 
 def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None,
-            on_section: Optional[Callable[[str, SectionShift], None]] = None) -> dict[str, SectionShift]:
+            on_section: Optional[Callable[[str, SectionShift], None]] = None,
+            processes: Optional[Executor] = None) -> dict[str, SectionShift]:
     """The prior-shift analysis of every section; also replaces the sections' leaderboard intervals with the
     combined (seeds + bootstrap) ones where scores are stored. `on_section(key, shift)` is called as each section
-    is done (render_report starts drawing its figures in other processes while the next one is analyzed)."""
+    is done (render_report starts drawing its figures in other processes while the next one is analyzed).
+    `processes`: a pool of worker processes to analyze the sections in (render_report passes its figure workers);
+    without one, they run in threads of this process."""
     options = options or Options()
     todo = [sec for sec in model.sections if sec.main_metric and sec.baseline is not None]
     done: dict[str, SectionShift] = {}
+    if processes is not None:
+        # a section's serial Python (raking the curve's priors, the deployment estimate) holds the GIL: in
+        # threads, two sections' serial phases ran at one core between them while their per-run work waited
+        # (default grid: the multi-label runs started at 4.5 s); in processes they run side by side
+        futures = {processes.submit(_section_in_process, Path(run_dir), sec, options): sec for sec in todo}
+        for fut in as_completed(futures):
+            sec = futures[fut]
+            done[sec.key], sec.intervals = fut.result()
+            if on_section is not None:
+                on_section(sec.key, done[sec.key])
+        return {sec.key: done[sec.key] for sec in todo}
     # sections run side by side: one's serial Python (deployment estimate, raking) fills the core that another's
     # numpy work leaves idle; `on_section` is called from this thread, as each finishes
     # ... and BLAS runs single-threaded inside them: OpenBLAS's own threads on top of these (2 cores, loaded) made
     # each small matrix product 10-50x slower (the deployment bootstrap: 2.3 s -> 0.6-0.9 s CPU)
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(min(len(todo), os.cpu_count() or 1), 1)) as pool:
-        futures = {pool.submit(analyze_section, Path(run_dir), sec, options): sec.key for sec in todo}
+    # ... and every section's per-run jobs share one pool of a thread per core: each section with its own pool
+    # oversubscribed the cores (2 sections x 2 threads on 2 cores: 0.7 s slower, more system time)
+    cores = os.cpu_count() or 1
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(min(len(todo), cores), 1)) as pool, \
+            ThreadPoolExecutor(cores) as runs_pool:
+        futures = {pool.submit(analyze_section, Path(run_dir), sec, options, runs_pool): sec.key for sec in todo}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()
             if on_section is not None:
@@ -111,11 +129,22 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
     return {sec.key: done[sec.key] for sec in todo}
 
 
+def _section_in_process(run_dir: Path, sec: Section, options: Options) -> tuple[SectionShift, dict]:
+    """analyze_section in a worker process: the shift, and the section's intervals it updated (the caller's copy
+    of `sec` does not see the worker's changes)."""
+    with threadpool_limits(1, user_api="blas"):  # see analyze: the section's own run threads use the cores
+        shift = analyze_section(run_dir, sec, options)
+    return shift, sec.intervals
+
+
 def _groups(sec: Section) -> list[MethodGroup]:
     return ([sec.baseline] if sec.baseline else []) + list(sec.methods)
 
 
-def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShift:
+def analyze_section(run_dir: Path, sec: Section, options: Options,
+                    runs_pool: Optional[Executor] = None) -> SectionShift:
+    """One section's prior-shift analysis; its runs' numbers are computed on `runs_pool` (default: one of its own
+    with a thread per core)."""
     info = sec.info
     multi = bool(info.get("multi_label"))
     main = str(sec.main_metric)
@@ -263,7 +292,9 @@ def analyze_section(run_dir: Path, sec: Section, options: Options) -> SectionShi
 
     # the kernel's numpy / scipy work releases the GIL: runs are computed on all cores at once
     workers = min(len(todo), os.cpu_count() or 1)
-    if workers > 1:
+    if runs_pool is not None and todo:
+        numbers.update(zip((k for k, _ in todo), [f.result() for f in [runs_pool.submit(compute, j) for j in todo]]))
+    elif workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             numbers.update(zip((k for k, _ in todo), pool.map(compute, todo)))
     else:

@@ -387,7 +387,8 @@ def render_report(run_dir: str | Path, out_name: str = "report.md", title: str =
         print(line, file=sys.stderr)
     model = build_model(list(results), results.n_unreadable, n_foreign=len(results.foreign))
     with FigureWriter(run_dir) as figures:  # each section's figures are drawn while the next is analyzed
-        shifts = analyze(run_dir, model, options if options is not None else load_options(run_dir), figures.section)
+        shifts = analyze(run_dir, model, options if options is not None else load_options(run_dir), figures.section,
+                         processes=figures.pool)  # the sections are analyzed in the figure workers too
     md = build_report_markdown(results, title, model=model, shifts=shifts)
     summary = summary_dict(model)  # after the analysis: its intervals include the bootstrap
     summary["prior_shift"] = {key: summary_json(sh) for key, sh in shifts.items()}

@@ -399,7 +399,8 @@ def _ap_auc(y: np.ndarray, s: np.ndarray, w: Optional[np.ndarray]) -> tuple[np.n
 
 def _finish(first: np.ndarray, m: np.ndarray, T_ge: np.ndarray, W_ge: np.ndarray,
             neg_eq: Optional[tuple[np.ndarray, np.ndarray]], total: np.ndarray,
-            has_neg: Optional[np.ndarray] = None, auc: bool = True) -> tuple[np.ndarray, Optional[np.ndarray]]:
+            has_neg: Optional[np.ndarray] = None, auc: bool = True,
+            scratch: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """AP and ROC AUC per class from its positives' tie groups: THE formula, for one weighting or K at once.
 
     Rows are weightings, columns tie groups (one per distinct positive score of a class), sorted by class; `first`
@@ -407,7 +408,7 @@ def _finish(first: np.ndarray, m: np.ndarray, T_ge: np.ndarray, W_ge: np.ndarray
     total mass W_ge at scores >= its score, and the negative mass tied with it, given sparsely as neg_eq =
     (group columns, (K, len) masses) for the groups that have tied negatives (None: none); `total` (K,) is the whole
     mass. `has_neg` (K, classes) says which classes have a negative (default: negative mass > 0). W_ge is
-    overwritten.
+    overwritten; `scratch` (W_ge's shape, may be W_ge itself when `auc=False`) receives the precisions.
 
     * AP  = Σ m · T_ge / W_ge / P                                 (sklearn's step integral over thresholds)
     * AUC = (N·P − Σ m · (W_ge − T_ge − neg_eq / 2)) / (P · N)    (Mann-Whitney; ties count ½ = trapezoid)
@@ -423,7 +424,7 @@ def _finish(first: np.ndarray, m: np.ndarray, T_ge: np.ndarray, W_ge: np.ndarray
     if has_neg is None:
         has_neg = N > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        prec = np.maximum(W_ge, 1e-300)  # W_ge >= T_ge: W_ge = 0 means 0 / tiny = 0
+        prec = np.maximum(W_ge, 1e-300, out=scratch)  # W_ge >= T_ge: W_ge = 0 means 0 / tiny = 0
         np.divide(T_ge, prec, out=prec)
         np.clip(prec, 0.0, 1.0, out=prec)  # rounding residuals where W_ge is ~0
         prec *= m
@@ -628,8 +629,10 @@ def metrics_for(multi_label: bool, y_true: Any, scores: Any, sample_weight: Any 
 # public API: many weightings at once (views, bootstrap resamples, points of the prior-shift curve)
 
 _BLOCK_NNZ = 4_000_000  # examples × classes per sparse block: bounds the index arrays to ~50 MB
-_K_CHUNK = 16  # weightings per sparse product: X's rows stay in cache during it (16 vs 32: 15-20 % less CPU on
-# 26,000 x 60 with 100-125 columns and on 20,000 x 527 with 64; the numbers do not depend on it)
+_K_CHUNK = 8  # weightings per sparse product and per (weightings, segments) pass. Small enough that two report
+# threads do not saturate memory bandwidth with their passes: the default grid's synth-multilabel runs (26,000 x 60,
+# 142 + 300 columns) took 240 ms each with 8, 294 ms with 16, two threads at once on 2 cores (serial: 375 vs 420);
+# 20,000 x 527 x 64 columns: equal within noise. (16 vs 32 was 15-20 % less CPU.) Numbers do not depend on it.
 
 
 class Ranking:
@@ -647,14 +650,26 @@ class Ranking:
         s = np.asarray(s)
         if self.y.ndim != 2 or s.shape != self.y.shape:
             raise ValueError(f"y and s must be 2-D of one shape (n, C), got {self.y.shape} and {s.shape}")
-        self.n, self.C = self.y.shape
+        self.n, self.C = n, C = self.y.shape
         neg = -(s.T + 0.0)  # descending; + 0.0: -0.0 ties with 0.0
-        # the order inside a tie group does not matter (ties are grouped below): the fast unstable sort will do,
-        # and the sorted values need no gather
-        self.order = np.argsort(neg, axis=1)  # (C, n)
-        self.ss = np.sort(neg, axis=1)
-        self.ys = np.take_along_axis(np.ascontiguousarray(self.y.T), self.order, axis=1)
+        rows = (np.arange(C, dtype=np.intp) * n)[:, None]  # flat offsets: np.take beats take_along_axis 3x
+        if neg.dtype == np.float32 and n < 2**31:
+            # one SIMD sort of int64 keys `_order_key(score) << 32 | example` gives the order (low half) and a tie
+            # key per position (high half: equal iff the scores are): 1.7x faster than argsort + sort; ties come
+            # out in example order, so the result does not depend on the sort's stability
+            key = np.empty((C, n), dtype=np.int64)
+            halves = key.view(np.int32)
+            halves[:, _HI::2] = _order_key(neg)
+            halves[:, _LO::2] = np.arange(n, dtype=np.int32)
+            key.sort(axis=1)
+            self.order = halves[:, _LO::2].astype(np.intp)  # (C, n)
+            self.ss = np.ascontiguousarray(halves[:, _HI::2])  # only compared for equality (tie groups)
+        else:
+            self.order = np.argsort(neg, axis=1)  # tie order does not matter: ties are grouped below
+            self.ss = np.take(neg.ravel(), self.order + rows)
+        self.ys = np.take(np.ascontiguousarray(self.y.T).ravel(), self.order + rows)
         self._segment_cache: dict[bytes, Any] = {}
+        self._work = _Scratch()
 
     def ap_auc(self, X: Any, rows: Optional[np.ndarray] = None, classes: Optional[np.ndarray] = None,
                auc: bool = True) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -691,11 +706,15 @@ class Ranking:
             if sub is None and cb.tobytes() in self._segment_cache:
                 got = self._segment_cache[cb.tobytes()]
             else:
-                order, ss, ys = self.order[cb], self.ss[cb], self.ys[cb]
+                # a run of consecutive classes is a view (no copy of the (classes, n) arrays)
+                at = slice(int(cb[0]), int(cb[-1]) + 1) if cb[-1] - cb[0] + 1 == cb.size else cb
+                order, ss, ys = self.order[at], self.ss[at], self.ys[at]
                 if sub is not None:
-                    keep = sub[0][order]
-                    order = sub[1][order[keep].reshape(cb.size, m)]
-                    ss, ys = ss[keep].reshape(cb.size, m), ys[keep].reshape(cb.size, m)
+                    # the subset keeps each class's order: one list of kept positions, gathered from each array
+                    # (np.take of flat positions is 5x faster than three boolean masks)
+                    sel = np.flatnonzero(np.take(sub[0], order))
+                    order = np.take(sub[1], np.take(order, sel)).reshape(cb.size, m)
+                    ss, ys = np.take(ss, sel).reshape(cb.size, m), np.take(ys, sel).reshape(cb.size, m)
                 got = _segments(order, ss, ys)
                 if sub is None:  # the whole pool's segments serve every later call on it (curve, its bootstrap)
                     self._segment_cache[cb.tobytes()] = got
@@ -703,7 +722,8 @@ class Ranking:
                 continue
             cols, parts = got
             for k0 in range(0, K, _K_CHUNK):
-                ap_b, auc_b = _segment_ap_auc(parts, Xc[:, k0:k0 + _K_CHUNK], total[k0:k0 + _K_CHUNK], auc)
+                ap_b, auc_b = _segment_ap_auc(parts, Xc[:, k0:k0 + _K_CHUNK], total[k0:k0 + _K_CHUNK], auc,
+                                             self._work)
                 ap[k0:k0 + _K_CHUNK, cb[cols]] = ap_b
                 if auc_out is not None:
                     auc_out[k0:k0 + _K_CHUNK, cb[cols]] = auc_b
@@ -740,86 +760,123 @@ def _segments(order: np.ndarray, ss: np.ndarray, ys: np.ndarray):
         new_run = np.r_[True, np.diff(cont) > 1]
         g_lo = cont[new_run] - 1  # first and last position of each tie group
         g_hi = cont[np.r_[new_run[1:], True]]
-        cys = np.cumsum(flat_ys, dtype=np.int64)
-        pos_in = cys[g_hi] - np.where(g_lo > 0, cys[np.maximum(g_lo - 1, 0)], 0)
-        g_lo, g_hi = g_lo[pos_in > 0], g_hi[pos_in > 0]  # tie groups holding a positive become one segment:
         size = g_hi - g_lo + 1
         idx = np.repeat(g_lo - np.cumsum(size) + size, size) + np.arange(size.sum())  # every position of them
-        flat_cut[idx] = False
+        holds = np.add.reduceat(flat_ys[idx], np.cumsum(size) - size, dtype=np.int64) > 0
+        g_lo, g_hi = g_lo[holds], g_hi[holds]  # tie groups holding a positive become one segment:
+        flat_cut[idx[np.repeat(holds, size)]] = False
         flat_cut[g_hi] = True  # cut at its last position
         first_in_row = g_lo % n == 0
         flat_cut[(g_lo - 1)[~first_in_row]] = True  # and just before its first
         multi_lo = g_lo
-    n_cuts = cut.sum(axis=1)
-    seg = np.cumsum(cut, axis=1, dtype=np.int32)
-    seg -= cut  # cuts strictly before each position = its segment
-    offsets = np.concatenate([[0], np.cumsum(n_cuts)])
-    n_seg = int(offsets[-1])
+    # segment j of the block ends at the j-th cut (class-major): its flat position says its class and column
+    cutpos = np.flatnonzero(cut)
+    n_seg = int(cutpos.size)
     if n_seg == 0:
         return None
-    keep = seg < n_cuts[:, None]  # examples below a class's lowest positive matter only through the totals
-    seg += offsets[:-1, None].astype(np.int32)  # global segment ids, class-major
-    rows = seg[keep]  # non-decreasing: CSR without a sort
-    indptr = np.zeros(n_seg + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_seg), out=indptr[1:])
-    S = {"csr": (np.ones(rows.size), order[keep], indptr, (n_seg, n))}
-    tie = np.zeros(n_seg, dtype=bool)
-    if no_ties:  # one positive per segment, in segment order: its weight is a plain gather
-        Sp = order[ys]
-    else:
-        # the segments that are exactly a positive tie group of several examples (cut just before and at its end)
-        tie[seg.ravel()[multi_lo]] = True
-        prow = seg[ys]
-        pptr = np.zeros(n_seg + 1, dtype=np.int64)
-        np.cumsum(np.bincount(prow, minlength=n_seg), out=pptr[1:])
-        Sp = {"csr": (np.ones(prow.size), order[ys], pptr, (n_seg, n))}
+    crow, ccol = np.divmod(cutpos, n)
+    n_cuts = np.bincount(crow, minlength=c)
+    offsets = np.concatenate([[0], np.cumsum(n_cuts)])
     has = n_cuts > 0
+    # examples below a class's lowest positive matter only through the totals: a class keeps a prefix of its order
+    kept = np.zeros(c, dtype=np.int64)
+    kept[has] = ccol[offsets[1:][has] - 1] + 1
+    kept_base = np.concatenate([[0], np.cumsum(kept)])
+    indptr = np.zeros(n_seg + 1, dtype=np.int64)
+    indptr[1:] = kept_base[crow] + ccol + 1  # CSR rows without a sort: each segment ends where its cut is
+    S = {"csr": (None, np.concatenate([order[r, :kept[r]] for r in np.flatnonzero(has)]), indptr, (n_seg, n))}
+    tie = np.zeros(n_seg, dtype=bool)
+    extra = None
+    if no_ties:  # one positive per segment, in segment order: its weight is a plain gather
+        pos = order[ys]
+    else:
+        # a position's segment is the number of cuts strictly before it
+        tie[np.searchsorted(cutpos, multi_lo)] = True  # segments that are exactly a positive tie group
+        ppos = np.flatnonzero(ys)
+        prow = np.searchsorted(cutpos, ppos)  # each positive's segment, nondecreasing
+        pid = order.ravel()[ppos]
+        lead = np.ones(prow.size, dtype=bool)
+        np.not_equal(prow[1:], prow[:-1], out=lead[1:])
+        # a segment's first positive is gathered; a segment cut just before a tie group has none: index n, a zero
+        pos = np.full(n_seg, n, dtype=np.intp)
+        pos[prow[lead]] = pid[lead]
+        if not lead.all():  # the other positives of a tie group, added on in their order
+            extra = (prow[~lead], pid[~lead])
     first = offsets[:-1][has]
-    return np.flatnonzero(has), (S, Sp, first, tie)
+    return np.flatnonzero(has), (S, (pos, extra), first, tie)
 
 
 def _csr(parts: dict, dtype: np.dtype) -> sp.csr_matrix:
     """The 0/1 segment matrix described by `parts` in `dtype` (the weights' dtype: a float32 product stays
     float32), built once per dtype and kept in `parts`."""
     if dtype not in parts:
-        data, indices, indptr, shape = parts["csr"]
+        _, indices, indptr, shape = parts["csr"]
         m = sp.csr_matrix(shape, dtype=dtype)
-        m.data, m.indices, m.indptr = data.astype(dtype), indices.astype(np.int32), indptr.astype(np.int32)
+        m.data, m.indices, m.indptr = np.ones(indices.size, dtype), indices.astype(np.int32), indptr.astype(np.int32)
         parts[dtype] = m
     return parts[dtype]
 
 
-def _transpose64(a: np.ndarray) -> np.ndarray:
-    """The (G, K) array `a` as a C-contiguous (K, G) float64 array, copied tile by tile (3-4x faster than one
-    strided copy, like `_block_T`)."""
-    out = np.empty((a.shape[1], a.shape[0]))
+def _transpose64(a: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The (G, K) array `a` as a C-contiguous (K, G) float64 array (into `out` if given), copied tile by tile
+    (3-4x faster than one strided copy, like `_block_T`)."""
+    if out is None:
+        out = np.empty((a.shape[1], a.shape[0]))
     for r0 in range(0, a.shape[0], _TILE):
         out[:, r0:r0 + _TILE] = a[r0:r0 + _TILE].T
     return out
 
 
-def _segment_ap_auc(parts: tuple, X: np.ndarray, total: np.ndarray,
-                    auc: bool = True) -> tuple[np.ndarray, Optional[np.ndarray]]:
+class _Scratch:
+    """float64 buffers reused by every weight chunk of a `Ranking`: a fresh multi-megabyte array per step costs
+    page faults (the kernel's system time, and the threads of a report contend on them)."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size:
+            buf = self._bufs[name] = np.empty(size)
+        return buf[:size].reshape(shape)
+
+
+def _segment_ap_auc(parts: tuple, X: np.ndarray, total: np.ndarray, auc: bool = True,
+                    work: Optional[_Scratch] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(AP, AUC), each (K, classes with a positive), of one block's segments under the weights X (n, K); AUC None
     with `auc=False`."""
-    S, Sp, first, tie = parts
+    S, (pos, extra), first, tie = parts
+    work = work or _Scratch()
+    n, K = X.shape
+    G = pos.size
     # (K, segments), contiguous along segments so the scans below run on contiguous rows
-    za = _transpose64(_csr(S, X.dtype) @ X)  # mass of every example per segment
-    if isinstance(Sp, dict):
-        zp = _transpose64(_csr(Sp, X.dtype) @ X)
-    else:
-        zp = _transpose64(X[Sp])  # positives' mass per segment
+    za = _transpose64(_csr(S, X.dtype) @ X, out=work.get("all", (K, G)))  # mass of every example per segment
+    Xt = work.get("xt", (K, n + 1))  # X.T plus a zero column: the weight of "no positive"
+    _transpose64(X, out=Xt[:, :n])
+    Xt[:, n] = 0.0
+    zp = np.take(Xt, pos, axis=1, out=work.get("pos", (K, G)), mode="clip")  # positives' mass per segment
+    if extra is not None:
+        # tie groups with several positives: summed in X's dtype, in order (as a sparse product would add them)
+        segs, local = np.unique(extra[0], return_inverse=True)
+        sums = X[pos[segs]]
+        np.add.at(sums, local, X[extra[1]])
+        zp[:, segs] = sums.T
     # a positive tie group is a segment of its own: the rest of its mass is the tied negatives
     tied = np.flatnonzero(tie)
     neg_eq = (tied, za[:, tied] - zp[:, tied]) if tied.size else None
     # cumulative sums restarting at each class: subtract the previous class's total at its first segment
     # (float64: the running sum then returns to ~0 with a rounding residual of ~1e-16 of a class's total)
-    ca, cp = za, zp.copy()  # become ALL(>= s) and TP(>= s) at each segment's end
-    for z in (ca, cp):
+    ca, cp = za, work.get("tp", (K, G))  # become ALL(>= s) and TP(>= s) at each segment's end
+    later = first[1:]
+    kept = zp[:, later].copy()  # zp is scanned into cp, so its restart columns are put back afterwards
+    for z, out in ((za, ca), (zp, cp)):
         tot = np.add.reduceat(z, first, axis=1)
-        z[:, first[1:]] -= tot[:, :-1]
-        np.cumsum(z, axis=1, out=z)
-    return _finish(first, zp, cp, ca, neg_eq, total, auc=auc)
+        z[:, later] -= tot[:, :-1]
+        for row, row_out in zip(z, out):  # by row: a 2-D cumsum holds the GIL (2 threads: 1.0x; 1-D: 1.95x)
+            np.cumsum(row, out=row_out)
+    zp[:, later] = kept
+    return _finish(first, zp, cp, ca, neg_eq, total, auc=auc, scratch=work.get("prec", (K, G)) if auc else ca)
 
 
 class RunMetrics:
