@@ -672,22 +672,27 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-# glibc malloc: keep freed memory for reuse instead of handing every multi-megabyte block back to the kernel (and
-# faulting fresh zeroed pages in on the next one). The report's metric kernel frees and reallocates such blocks
-# thousands of times from two threads; measured on the default grid's analysis: system CPU 2.0 -> 1.2 s, wall
-# 9.6 -> 9.1 s on 2 cores. Values: the largest mmap threshold glibc accepts (32 MiB), up to 256 MiB kept free.
+# Memory settings for the report's metric kernel, which frees and reallocates multi-megabyte arrays thousands of
+# times from two threads per process (measured on the default grid's first render, 2 cores, 3 renders each):
+# * glibc malloc keeps freed memory for reuse instead of handing every large block back to the kernel and faulting
+#   fresh zeroed pages in on the next one (the analysis: system CPU 2.0 -> 1.2 s, wall 9.6 -> 9.1 s). Values: the
+#   largest mmap threshold glibc accepts (32 MiB), up to 256 MiB kept free.
+# * numpy does not ask for transparent huge pages: with this kernel's `defrag=madvise` each such fault compacts
+#   memory synchronously (system CPU 1.1-2.0 -> 0.8-1.0 s, wall 9.6-10.3 -> 9.5-9.8 s; user time unchanged).
 _MALLOPT = ((-3, 32 << 20), (-1, 256 << 20), (-2, 64 << 20))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
 
 
-def keep_freed_memory() -> bool:
-    """Tune glibc's malloc as `_MALLOPT` says; False (and nothing changed) where there is no glibc."""
+def tune_memory() -> bool:
+    """Apply the settings above to this process (numpy's before it is imported; helper processes inherit it);
+    True where glibc took them, False (nothing else changed) where there is no glibc."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # numpy reads it at import
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # musl and others: no mallopt
         return False
     return all(mallopt(param, value) == 1 for param, value in _MALLOPT)
@@ -695,7 +700,7 @@ def keep_freed_memory() -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep_freed_memory()
+    tune_memory()
     try:
         if argv and argv[0] == "report":
             return report_main(argv[1:])

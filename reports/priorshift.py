@@ -252,10 +252,16 @@ def analyze_section(run_dir: Path, sec: Section, options: Options,
     boot_k = curve_boot_points(gammas, multi)
     if dep_dists and dep.boot_weights is not None and "deploy" in resamples:
         # each resample weighs the pool by the prior re-estimated on that resample (the estimate's uncertainty);
-        # _run_numbers multiplies by the point weights, so those are divided out here
+        # the weights below multiply by the point weights, so those are divided out here
         w0 = pool_views["deploy"][1]
         ratio = np.divide(dep.boot_weights, w0[:, None], out=np.zeros_like(dep.boot_weights), where=w0[:, None] > 0)
         resamples["deploy"] = resamples["deploy"] * ratio
+    # the weight columns each run is scored under: the same for every run of the section, so built once here
+    weights = {d: R if pool_views[d][1] is None else R * pool_views[d][1].astype(np.float32)[:, None]
+               for d, R in resamples.items() if d != "curve||"}
+    if "curve||" in resamples:  # every bootstrapped γ weighting times the same resamples of the whole pool
+        R = resamples["curve||"]
+        weights["curve||"] = (R[:, None, :] * G[:, boot_k].astype(np.float32)[:, :, None]).reshape(R.shape[0], -1)
 
     # per run: points on the extra distributions and the curve, validation points, bootstrap vectors
     point: dict[tuple[str, Hashable], dict[str, dict[str, float]]] = {}  # (label, seed) -> dist -> metric -> v
@@ -285,7 +291,7 @@ def analyze_section(run_dir: Path, sec: Section, options: Options,
         key, rid = job
         sc = scores[key]
         got = _run_numbers(multi, sc, exclude, X_extra, G, V_extra, extra, val_extra, dist_names, pool_views,
-                           resamples, out.metrics, boot_metrics, main, boot_k)
+                           weights, out.metrics, boot_metrics, main, len(boot_k))
         cache.put(rid, digest(key_all, sc.identity()), got)
         sc.close()
         return got
@@ -364,10 +370,11 @@ def analyze_section(run_dir: Path, sec: Section, options: Options,
 
 def _run_numbers(multi: bool, sc: Scores, exclude: np.ndarray, X_extra: np.ndarray, G: np.ndarray,
                  V_extra: np.ndarray, extra: list[str], val_extra: list[str], dist_names: list[str],
-                 pool_views: dict, resamples: dict, metrics: list[str], boot_metrics: list[str],
-                 main: str, boot_k: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
+                 pool_views: dict, weights: dict, metrics: list[str], boot_metrics: list[str],
+                 main: str, n_boot_points: int = 0) -> dict[str, np.ndarray]:
     """One run's numbers from its scores: {"point|dist|metric", "val|dist|metric", "boot|dist|metric": (B,),
-    "curve||": (γ,), "cboot||": (len(boot_k), B_curve) for the curve's columns `boot_k` (default all)}."""
+    "curve||": (γ,), "cboot||": (n_boot_points, B_curve)}. `weights[d]`: the bootstrap weight columns of
+    distribution d on its rows `pool_views[d][0]`; `weights["curve||"]`: the curve's, whole pool, γ-major."""
     out: dict[str, np.ndarray] = {}
     rm = RunMetrics(multi, sc.labels("pool"), sc.scores("pool"), exclude)
     if extra:
@@ -377,23 +384,19 @@ def _run_numbers(multi: bool, sc: Scores, exclude: np.ndarray, X_extra: np.ndarr
                 if k in m:
                     out[f"point|{d}|{k}"] = np.asarray(m[k][i])
     out["curve||"] = np.asarray(rm(G, metrics=[main])[main], dtype=np.float64)
-    if "curve||" in resamples:  # every bootstrapped γ weighting times the same resamples of the whole pool
-        R = resamples["curve||"]
-        Gb = G if boot_k is None else G[:, np.asarray(boot_k, dtype=np.int64)]
-        X = (R[:, None, :] * Gb.astype(np.float32)[:, :, None]).reshape(R.shape[0], -1)
-        out["cboot||"] = np.asarray(rm(X, metrics=[main])[main], dtype=np.float64).reshape(Gb.shape[1], R.shape[1])
+    if "curve||" in weights:
+        got = rm(weights["curve||"], metrics=[main])[main]
+        out["cboot||"] = np.asarray(got, dtype=np.float64).reshape(n_boot_points, -1)
     if val_extra:
         mv = RunMetrics(multi, sc.labels("val"), sc.scores("val"), exclude)(V_extra)
         for i, d in enumerate(val_extra):
             for k in metrics:
                 if k in mv:
                     out[f"val|{d}|{k}"] = np.asarray(mv[k][i])
-    for d in dist_names if resamples else []:
-        if d not in resamples:
+    for d in dist_names if weights else []:
+        if d not in weights:
             continue
-        idx, w = pool_views[d]
-        R = resamples[d] if w is None else resamples[d] * w.astype(np.float32)[:, None]
-        mb = rm(R, rows=idx, metrics=boot_metrics)
+        mb = rm(weights[d], rows=pool_views[d][0], metrics=boot_metrics)
         for k in boot_metrics:
             if k in mb:
                 out[f"boot|{d}|{k}"] = np.asarray(mb[k], dtype=np.float64)
