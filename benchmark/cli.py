@@ -169,7 +169,7 @@ def report_options(args: argparse.Namespace, out: Path, tasks: Optional[list] = 
             raise UserError(f"--shot-bins {args.shot_bins!r}: give two integers MANY,FEW such as 100,20") from None
         if not 0 < few <= many:
             raise UserError(f"--shot-bins {args.shot_bins}: need 0 < FEW <= MANY (e.g. 100,20)")
-        opts.shot_bins = (many, few)
+        opts.shot_bins, opts.shot_bins_given = (many, few), True
     if args.eval_prior is not None:
         opts.priors = [prior_entry(spec) for spec in args.eval_prior]
         names = [p["name"] for p in opts.priors]

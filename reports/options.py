@@ -27,18 +27,20 @@ class Options:
     seed: int = 0
     gammas: tuple[float, ...] = DEFAULT_GAMMAS
     shot_bins: tuple[int, int] = DEFAULT_SHOT_BINS
+    shot_bins_given: bool = False  # --shot-bins given: kept as is, never replaced by terciles
     per_class_view: Optional[str] = None  # default: balanced, else the first view
 
     def to_json(self) -> dict:
         return {"views": self.views, "eval_priors": self.priors, "bootstrap": self.bootstrap,
-                "shot_bins": list(self.shot_bins), "per_class_view": self.per_class_view}
+                "shot_bins": list(self.shot_bins), "shot_bins_given": self.shot_bins_given,
+                "per_class_view": self.per_class_view}
 
     @classmethod
     def from_json(cls, d: dict) -> "Options":
         bins = d.get("shot_bins") or DEFAULT_SHOT_BINS
         return cls(views=list(d.get("views") or []), priors=list(d.get("eval_priors") or []),
                    bootstrap=int(d.get("bootstrap", DEFAULT_BOOTSTRAP)), shot_bins=(int(bins[0]), int(bins[1])),
-                   per_class_view=d.get("per_class_view"))
+                   shot_bins_given=bool(d.get("shot_bins_given", False)), per_class_view=d.get("per_class_view"))
 
 
 def load_options(run_dir: Path) -> Options:

@@ -23,19 +23,22 @@ class PerClass:
     bin_sizes: dict[str, int]
 
 
-def shot_bins(counts: Sequence[float], many: float, few: float) -> tuple[float, float, bool]:
+def shot_bins(counts: Sequence[float], many: float, few: float, given: bool = False) -> tuple[float, float, bool]:
     """(many threshold, few threshold, relative?): the fixed bins (> many, < few training examples) unless they
     leave a bin empty among the classes seen in training (digits-lt has no class > 100, synth-multilabel none
     < 20); then the terciles of the seen classes' counts, so each bin holds about a third of the classes.
+    Thresholds the user `given` (--shot-bins) are kept as they are, an empty bin included.
 
     >>> shot_bins([1000, 300, 50, 30, 10, 5], 100, 20)
     (100, 20, False)
     >>> shot_bins([100, 77, 60, 46, 35, 27, 21, 16, 12, 10], 100, 20)
     (46.0, 21.0, True)
+    >>> shot_bins([100, 77, 60, 46, 35, 27, 21, 16, 12, 10], 100, 20, given=True)
+    (100, 20, False)
     """
     seen = sorted(float(c) for c in counts if c > 0)
     fixed = [sum(c > many for c in seen), sum(few <= c <= many for c in seen), sum(c < few for c in seen)]
-    if len(seen) < 3 or all(fixed):
+    if given or len(seen) < 3 or all(fixed):
         return many, few, False
     import numpy as np
 
@@ -57,7 +60,7 @@ def per_class_analysis(sec: Section, options: Options) -> Optional[PerClass]:
     if not counts:
         return None
     C = len(counts)
-    many, few, relative = shot_bins(counts, *options.shot_bins)
+    many, few, relative = shot_bins(counts, *options.shot_bins, given=options.shot_bins_given)
     third = (" (top third)", " (bottom third)") if relative else ("", "")
     bins = [("many", f"> {many:g} training examples{third[0]}"), ("medium", f"{few:g}–{many:g}"),
             ("few", f"< {few:g}{third[1]}")]

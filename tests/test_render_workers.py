@@ -32,3 +32,17 @@ def test_sections_in_processes_equal_threads(tmp_path, monkeypatch):
         assert (run / name).read_text() == (tmp_path / "b" / name).read_text(), name
     assert "fake-ml" in (run / "report.md").read_text() and "fake-sl" in (run / "report.md").read_text()
     assert sorted(p.name for p in run.glob("*.png")) == sorted(p.name for p in (tmp_path / "b").glob("*.png"))
+
+
+def test_given_shot_bins_are_kept_even_with_an_empty_bin(tmp_path):
+    """The default bins fall back to terciles when one would be empty; bins the user gave are kept as given."""
+    from reports import render_report
+    from reports.options import Options
+
+    run = make_run_dir(tmp_path / "run", seeds=(0, 1), betas=(1.0,))  # training counts 505 ... 21: none < 20
+    render_report(run)
+    assert "(top third)" in (run / "report.md").read_text()
+    render_report(run, options=Options(shot_bins=(100, 20), shot_bins_given=True))
+    text = (run / "report.md").read_text()
+    assert "(top third)" not in text and "> 100 training examples" in text and "< 20" in text
+    assert Options.from_json(Options(shot_bins=(50, 10), shot_bins_given=True).to_json()).shot_bins_given
