@@ -189,7 +189,10 @@ def run_grid(tasks: list[Task], methods: list[Method], seeds: list[int], out: Pa
                 bar.set_postfix_str(f"{key} {target.method_spec} seed {target.seed}")
                 result = engine.run(target, prepared[key])
                 # what survived the run is long-lived (torch, accelerate, the task's data): exempt it from the full
-                # collection accelerate's free_memory runs after every training run (~0.35 s each on ~300k objects)
+                # collection accelerate's free_memory runs after every training run (~0.35 s each on ~300k objects).
+                # Collected first, so that no garbage of this run is frozen with it (never freed while the grid
+                # runs); with the earlier runs' survivors frozen, that collection only visits this run's objects
+                gc.collect()
                 gc.freeze()
             finally:
                 if claims is not None:

@@ -143,3 +143,31 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted >= 1 and result.failed == 0
+
+
+def test_garbage_of_a_run_is_not_frozen_with_its_survivors(tmp_path, monkeypatch):
+    """The grid freezes what survives each run; cyclic garbage left by that run is collected first, not kept for the
+    rest of the grid."""
+    import weakref
+
+    from benchmark.engine import Engine
+    from benchmark.runner import run_grid
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    refs, alive_at_next_run = [], []
+    real = Engine.run
+
+    def run(self, spec, prepared):
+        if refs:
+            alive_at_next_run.append(refs[-1]() is not None)
+        out = real(self, spec, prepared)
+        c = Cycle()  # garbage once this returns: only a collection frees it
+        refs.append(weakref.ref(c))
+        return out
+
+    monkeypatch.setattr(Engine, "run", run)
+    run_grid([get_task(TINY_SL)], [get_method("none"), get_method("oversample")], [0], tmp_path, quiet=True)
+    assert alive_at_next_run == [False]
