@@ -346,12 +346,15 @@ class FigureWriter:
             self.pool.submit(int).result()
         self.pending: list[tuple[SectionShift, str, str, str, Any]] = []  # shift, kind, name, cache key, future
         self.order: list[tuple[SectionShift, list[str]]] = []  # each section's figure kinds in drawing order
+        self.early: dict[str, Any] = {}  # cache key -> future of a figure started before its section was done
 
     def submit(self, sh: SectionShift, kind: str, fn: Callable[..., bool], data: object, name: str,
                *args: object) -> None:
         path = self.out_dir / name
         key = self.cache.key(data, path, *args)
-        if self.cache.fetch(key, path):
+        if key in self.early:  # started by per_class_early: the same data, so the same figure
+            self.pending.append((sh, kind, name, key, self.early.pop(key)))
+        elif self.cache.fetch(key, path):
             sh.figures[kind] = name
         elif self.pool is None:
             if fn(data, path, *args):
@@ -384,8 +387,18 @@ class FigureWriter:
             title = f"{key}: {sw.method}" + (f" ({fixed})" if fixed else "") + f", {sh.main_metric} vs {sw.param}"
             queue(f"beta:{sw.method}:{sw.param}:{_fixed_key(sw)}", beta_png, sw, name, sh.main_metric, title)
         if sh.per_class is not None:
-            queue("per_class", per_class_png, sh.per_class, f"perclass_{base}.png",
-                  f"{key}: per-class change of {sh.per_class.metric} vs training prior")
+            queue("per_class", per_class_png, sh.per_class, *_per_class_file(key, sh.per_class))
+
+    def per_class_early(self, key: str, pc: Optional[PerClass]) -> None:
+        """Start drawing section `key`'s per-class panel now, in a worker: it needs the results' per-class values
+        only, not the section's analysis, so the last section's figures wait on its curve and sweeps alone."""
+        if self.pool is None or pc is None:
+            return
+        name, title = _per_class_file(key, pc)
+        path = self.out_dir / name
+        key = self.cache.key(pc, path, title)
+        if key not in self.early and not self.cache.fetch(key, path):
+            self.early[key] = self.pool.submit(_draw, per_class_png, pc, path, (title,))
 
     def close(self) -> None:
         """Wait for the queued figures (a drawing error is raised here) and record the drawn ones."""
@@ -407,6 +420,11 @@ class FigureWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _per_class_file(key: str, pc: PerClass) -> tuple[str, str]:
+    """The per-class panel's file name and title in section `key`."""
+    return f"perclass_{slug(key)}.png", f"{key}: per-class change of {pc.metric} vs training prior"
 
 
 def _fixed_key(sw: Sweep) -> str:

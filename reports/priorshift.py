@@ -92,12 +92,14 @@ class SectionShift:
 
 def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None,
             on_section: Optional[Callable[[str, SectionShift], None]] = None,
-            processes: Optional[Executor] = None) -> dict[str, SectionShift]:
+            processes: Optional[Executor] = None,
+            on_start: Optional[Callable[[Section], None]] = None) -> dict[str, SectionShift]:
     """The prior-shift analysis of every section; also replaces the sections' leaderboard intervals with the
     combined (seeds + bootstrap) ones where scores are stored. `on_section(key, shift)` is called as each section
     is done (render_report starts drawing its figures in other processes while the next one is analyzed).
     `processes`: a pool of worker processes to analyze the sections in (render_report passes its figure workers);
-    without one, they run in threads of this process."""
+    without one, they run in threads of this process. `on_start(section)` is called for each section once it is
+    being analyzed in a worker (render_report starts its per-class figure then)."""
     options = options or Options()
     todo = [sec for sec in model.sections if sec.main_metric and sec.baseline is not None]
     done: dict[str, SectionShift] = {}
@@ -106,6 +108,8 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
         # threads, two sections' serial phases ran at one core between them while their per-run work waited
         # (default grid: the multi-label runs started at 4.5 s); in processes they run side by side
         futures = {processes.submit(_section_in_process, Path(run_dir), sec, options): sec for sec in todo}
+        for sec in todo if on_start is not None else []:
+            on_start(sec)
         for fut in as_completed(futures):
             sec = futures[fut]
             done[sec.key], sec.intervals = fut.result()

@@ -379,6 +379,7 @@ def render_report(run_dir: str | Path, out_name: str = "report.md", title: str =
     """
     from .plots import FigureWriter
     from .options import load_options
+    from .per_class import per_class_analysis
     from .priorshift import analyze, summary_json
 
     run_dir = Path(run_dir)
@@ -386,9 +387,11 @@ def render_report(run_dir: str | Path, out_name: str = "report.md", title: str =
     for line in results.warnings():  # report.md says how many; stderr says which and why
         print(line, file=sys.stderr)
     model = build_model(list(results), results.n_unreadable, n_foreign=len(results.foreign))
+    options = options if options is not None else load_options(run_dir)
     with FigureWriter(run_dir) as figures:  # each section's figures are drawn while the next is analyzed
-        shifts = analyze(run_dir, model, options if options is not None else load_options(run_dir), figures.section,
-                         processes=figures.pool)  # the sections are analyzed in the figure workers too
+        # the sections are analyzed in the figure workers too; their per-class panels are drawn meanwhile
+        shifts = analyze(run_dir, model, options, figures.section, processes=figures.pool,
+                         on_start=lambda sec: figures.per_class_early(sec.key, per_class_analysis(sec, options)))
     md = build_report_markdown(results, title, model=model, shifts=shifts)
     summary = summary_dict(model)  # after the analysis: its intervals include the bootstrap
     summary["prior_shift"] = {key: summary_json(sh) for key, sh in shifts.items()}

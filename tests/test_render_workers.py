@@ -24,7 +24,18 @@ def test_sections_in_processes_equal_threads(tmp_path, monkeypatch):
     analyze = priorshift.analyze
     monkeypatch.setattr(priorshift, "analyze", lambda *a, **k: used.append(k.get("processes")) or analyze(*a, **k))
     monkeypatch.setattr(plots, "FIGURE_WORKERS", 2)
+    reused = []  # per-class panels started early are taken over when their section is done, not drawn again
+    submit = plots.FigureWriter.submit
+
+    def spy(self, sh, kind, fn, data, name, *args):
+        if kind == "per_class":
+            reused.append(self.cache.key(data, self.out_dir / name, *args) in self.early)
+        return submit(self, sh, kind, fn, data, name, *args)
+
+    monkeypatch.setattr(plots.FigureWriter, "submit", spy)
     render_report(run)
+    assert reused == [True, True]
+    monkeypatch.setattr(plots.FigureWriter, "submit", submit)
     monkeypatch.setattr(plots, "FIGURE_WORKERS", 1)
     render_report(tmp_path / "b")
     assert used[0] is not None and used[1] is None  # processes, then this process's threads
