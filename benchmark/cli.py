@@ -481,7 +481,9 @@ class Helper:
         for line in lines:  # what it said about the runs it took (a redone corrupt result, a failed run) is kept
             if line.startswith(("warning: ", "run failed: ")):
                 print(line, file=sys.stderr)
-        if code not in (EXIT_OK, EXIT_RUNS_FAILED):
+        # Python's exit status for an uncaught exception is 1, the same as "some runs failed": a traceback tells
+        crashed = code == EXIT_RUNS_FAILED and any(line.startswith("Traceback (most recent call") for line in lines)
+        if code not in (EXIT_OK, EXIT_RUNS_FAILED) or crashed:
             last = ([line for line in lines if line.strip()] or ["no output"])[-1]
             print(f"warning: helper process {self.proc.pid} exited with code {code} ({last.strip()}); this "
                   f"process runs what it left", file=sys.stderr)

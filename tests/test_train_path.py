@@ -171,3 +171,25 @@ def test_garbage_of_a_run_is_not_frozen_with_its_survivors(tmp_path, monkeypatch
     monkeypatch.setattr(Engine, "run", run)
     run_grid([get_task(TINY_SL)], [get_method("none"), get_method("oversample")], [0], tmp_path, quiet=True)
     assert alive_at_next_run == [False]
+
+
+def test_a_crashed_helper_is_reported_though_its_exit_status_is_that_of_failed_runs(capsys):
+    """An uncaught exception exits with 1, like "some runs failed": the helper's traceback tells them apart."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from benchmark.cli import Helper
+
+    def helper(code: str) -> Helper:
+        h = Helper.__new__(Helper)  # its process replaced by a stand-in that crashes or reports a failed run
+        h.log = tempfile.TemporaryFile(mode="w+")
+        h.proc = subprocess.Popen([sys.executable, "-c", code], stderr=h.log)
+        return h
+
+    assert helper("raise RuntimeError('boom')").wait() == 1
+    err = capsys.readouterr().err
+    assert "warning: helper process" in err and "exited with code 1 (RuntimeError: boom)" in err
+    assert helper("import sys; print('run failed: t m seed 0: x', file=sys.stderr); sys.exit(1)").wait() == 1
+    err = capsys.readouterr().err
+    assert "run failed: t m seed 0: x" in err and "warning: helper process" not in err
