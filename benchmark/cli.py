@@ -481,7 +481,7 @@ class Helper:
         for line in lines:  # what it said about the runs it took (a redone corrupt result, a failed run) is kept
             if line.startswith(("warning: ", "run failed: ")):
                 print(line, file=sys.stderr)
-        # Python's exit status for an uncaught exception is 1, the same as "some runs failed": a traceback tells
+        # an uncaught exception exits with 1, as "some runs failed" does: the traceback in its log tells them apart
         crashed = code == EXIT_RUNS_FAILED and any(line.startswith("Traceback (most recent call") for line in lines)
         if code not in (EXIT_OK, EXIT_RUNS_FAILED) or crashed:
             last = ([line for line in lines if line.strip()] or ["no output"])[-1]

@@ -28,11 +28,11 @@ def _figure(width: float, height: float):
 PAD = 0.06  # inches between a panel's labels and its neighbours' (or the figure's edge and texts)
 
 
-def _fit_grid(fig, axes: np.ndarray) -> None:
+def _fit_grid(fig, axes: np.ndarray, title=None, xlabel=None, ylabel=None) -> None:
     """Place the (rows, cols) grid of equal panels so that nothing overlaps, from one measurement: the first
     panel's tick labels and title give every panel's margins (the panels share their axes and label formats),
-    and the figure's title and axis labels give the figure's. Constrained layout measured every panel and was a
-    third of each figure's drawing time."""
+    and the figure's `title`, `xlabel` and `ylabel` (the Texts of suptitle, supxlabel, supylabel) the figure's.
+    Constrained layout measured every panel and was a third of each figure's drawing time."""
     rows, cols = axes.shape
     r = fig.canvas.get_renderer()
     dpi = fig.dpi
@@ -48,9 +48,9 @@ def _fit_grid(fig, axes: np.ndarray) -> None:
         b = text.get_window_extent(r)
         return (b.height if axis else b.width) / dpi
 
-    top = extent(fig._suptitle, 1) + 0.02 * H  # suptitle: y = 0.98 of the height, hanging down
-    bottom = extent(fig._supxlabel, 1) + 0.01 * H  # supxlabel: y = 0.01
-    side = extent(fig._supylabel, 0) + 0.02 * W  # supylabel: x = 0.02
+    top = extent(title, 1) + 0.02 * H  # suptitle: y = 0.98 of the height, hanging down
+    bottom = extent(xlabel, 1) + 0.01 * H  # supxlabel: y = 0.01
+    side = extent(ylabel, 0) + 0.02 * W  # supylabel: x = 0.02
     x0, x1 = side + PAD + left, W - PAD - right
     y0, y1 = bottom + PAD + below, H - top - PAD - above
     gap_x, gap_y = left + right + PAD, below + above + PAD
@@ -178,10 +178,9 @@ def curve_png(c: Optional[Curve], path: Path, title: str) -> bool:
     note = f"band: 95% interval ({band})" + ("; shaded: low effective n" if low.any() else "")
     if getattr(c, "marks", None):
         note += "; ◆: your deployment data (estimated prior, at its nearest γ)"
-    fig.supxlabel("evaluation prior γ (0 training prior, 1 uniform, 2 reversed prior)", fontsize=9)
-    fig.supylabel(f"Δ {c.metric} vs baseline", fontsize=9)
-    fig.suptitle(f"{title}\n{note}", fontsize=10)
-    _fit_grid(fig, axes)
+    _fit_grid(fig, axes, title=fig.suptitle(f"{title}\n{note}", fontsize=10),
+              xlabel=fig.supxlabel("evaluation prior γ (0 training prior, 1 uniform, 2 reversed prior)", fontsize=9),
+              ylabel=fig.supylabel(f"Δ {c.metric} vs baseline", fontsize=9))
     _save(fig, path)
     return True
 
@@ -252,10 +251,9 @@ def per_class_png(pc: PerClass, path: Path, title: str, max_panels: int = 6) -> 
         ax.tick_params(labelbottom=True, labelleft=True)  # shared axes would hide them above empty panels
     for ax in axes.ravel()[len(labels):]:
         ax.set_visible(False)
-    fig.supxlabel("training examples of the class (log scale)", fontsize=9)
-    fig.supylabel(f"Δ {pc.metric} vs baseline ({pc.view})", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    _fit_grid(fig, axes)
+    _fit_grid(fig, axes, title=fig.suptitle(title, fontsize=10),
+              xlabel=fig.supxlabel("training examples of the class (log scale)", fontsize=9),
+              ylabel=fig.supylabel(f"Δ {pc.metric} vs baseline ({pc.view})", fontsize=9))
     _save(fig, path)
     return True
 

@@ -103,6 +103,14 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
     options = options or Options()
     todo = [sec for sec in model.sections if sec.main_metric and sec.baseline is not None]
     done: dict[str, SectionShift] = {}
+
+    def collect(futures: dict) -> None:  # as each section finishes: its shift and its updated intervals
+        for fut in as_completed(futures):
+            sec = futures[fut]
+            done[sec.key], sec.intervals = fut.result()
+            if on_section is not None:
+                on_section(sec.key, done[sec.key])
+
     if processes is not None:
         # a section's serial Python (raking the curve's priors, the deployment estimate) holds the GIL: in
         # threads, two sections' serial phases ran at one core between them while their per-run work waited
@@ -110,11 +118,7 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
         futures = {processes.submit(_section_in_process, Path(run_dir), sec, options): sec for sec in todo}
         for sec in todo if on_start is not None else []:
             on_start(sec)
-        for fut in as_completed(futures):
-            sec = futures[fut]
-            done[sec.key], sec.intervals = fut.result()
-            if on_section is not None:
-                on_section(sec.key, done[sec.key])
+        collect(futures)
         return {sec.key: done[sec.key] for sec in todo}
     # sections run side by side: one's serial Python (deployment estimate, raking) fills the core that another's
     # numpy work leaves idle; `on_section` is called from this thread, as each finishes
@@ -125,11 +129,8 @@ def analyze(run_dir: Path, model: ReportModel, options: Optional[Options] = None
     cores = os.cpu_count() or 1
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(min(len(todo), cores), 1)) as pool, \
             ThreadPoolExecutor(cores) as runs_pool:
-        futures = {pool.submit(analyze_section, Path(run_dir), sec, options, runs_pool): sec.key for sec in todo}
-        for fut in as_completed(futures):
-            done[futures[fut]] = fut.result()
-            if on_section is not None:
-                on_section(futures[fut], done[futures[fut]])
+        collect({pool.submit(lambda sec: (analyze_section(Path(run_dir), sec, options, runs_pool), sec.intervals),
+                             sec): sec for sec in todo})
     return {sec.key: done[sec.key] for sec in todo}
 
 
@@ -397,7 +398,7 @@ def _run_numbers(multi: bool, sc: Scores, exclude: np.ndarray, X_extra: np.ndarr
             for k in metrics:
                 if k in mv:
                     out[f"val|{d}|{k}"] = np.asarray(mv[k][i])
-    for d in dist_names if weights else []:
+    for d in dist_names:
         if d not in weights:
             continue
         mb = rm(weights[d], rows=pool_views[d][0], metrics=boot_metrics)

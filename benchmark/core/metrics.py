@@ -795,7 +795,7 @@ def _segments(order: np.ndarray, ss: np.ndarray, ys: np.ndarray):
     kept_base = np.concatenate([[0], np.cumsum(kept)])
     indptr = np.zeros(n_seg + 1, dtype=np.int64)
     indptr[1:] = kept_base[crow] + ccol + 1  # CSR rows without a sort: each segment ends where its cut is
-    S = {"csr": (None, np.concatenate([order[r, :kept[r]] for r in np.flatnonzero(has)]), indptr, (n_seg, n))}
+    S = {"csr": (np.concatenate([order[r, :kept[r]] for r in np.flatnonzero(has)]), indptr, (n_seg, n))}
     tie = np.zeros(n_seg, dtype=bool)
     extra = None
     if no_ties:  # one positive per segment, in segment order: its weight is a plain gather
@@ -818,10 +818,10 @@ def _segments(order: np.ndarray, ss: np.ndarray, ys: np.ndarray):
 
 
 def _csr(parts: dict, dtype: np.dtype) -> sp.csr_matrix:
-    """The 0/1 segment matrix described by `parts` in `dtype` (the weights' dtype: a float32 product stays
-    float32), built once per dtype and kept in `parts`."""
+    """The 0/1 segment matrix described by `parts` (its indices, indptr and shape) in `dtype` (the weights' dtype:
+    a float32 product stays float32), built once per dtype and kept in `parts`."""
     if dtype not in parts:
-        _, indices, indptr, shape = parts["csr"]
+        indices, indptr, shape = parts["csr"]
         m = sp.csr_matrix(shape, dtype=dtype)
         m.data, m.indices, m.indptr = np.ones(indices.size, dtype), indices.astype(np.int32), indptr.astype(np.int32)
         parts[dtype] = m
