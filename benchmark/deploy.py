@@ -53,20 +53,33 @@ def _check_prior_name(name: str) -> Optional[str]:
     return None
 
 
+def load_deploy_array(path: str, keys: tuple[str, ...], what: str, hint: str = "") -> np.ndarray:
+    """The array of a --deploy `.npy`, or of a `.npz` the first of `keys` in it, else its only array; a UserError
+    saying to name the `what` array 'x' (plus `hint`) when neither is there. Reading errors are the caller's.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "d.npz"; np.savez(f, x=np.ones((2, 3)))
+    >>> load_deploy_array(str(f), ("x",), "feature").shape
+    (2, 3)
+    """
+    p = Path(path).expanduser()
+    if p.suffix == ".npy":
+        return np.load(p, allow_pickle=False)
+    with np.load(p, allow_pickle=False) as z:
+        key = next((k for k in keys if k in z.files), z.files[0] if len(z.files) == 1 else None)
+        if key is None:
+            raise UserError(f"--deploy {path}: name the {what} array 'x' (found "
+                            f"{', '.join(z.files) or 'no array'}){hint}")
+        return z[key]
+
+
 def read_deploy_features(path: str, dim: int) -> np.ndarray:
     """(N, dim) float32 features of a deployment file; UserError naming the fix when it does not fit the task."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"--deploy {path}: no such file; give a .npy, .npz or .csv of (N, {dim}) feature vectors")
     try:
-        if p.suffix == ".npy":
-            x = np.load(p, allow_pickle=False)
-        elif p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                keys = [k for k in ("x", "features") if k in z.files] or (z.files if len(z.files) == 1 else [])
-                if not keys:
-                    raise UserError(f"--deploy {path}: name the feature array 'x' (found {', '.join(z.files)})")
-                x = z[keys[0]]
+        if p.suffix in (".npy", ".npz"):
+            x = load_deploy_array(path, ("x", "features"), "feature")
         elif p.suffix == ".csv":
             import csv
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from benchmark import Param, Split, Task, TaskData, UserError, register_task
-from benchmark.deploy import attach_deploy, deploy_params
+from benchmark.deploy import attach_deploy, deploy_params, load_deploy_array
 from benchmark.task import ArrayDataset
 
 if TYPE_CHECKING:  # torch loads on first use, so that listing and validating stay torch-free
@@ -94,15 +94,7 @@ def read_deploy_images(path: str) -> tuple[np.ndarray, dict]:
         raise UserError(f"--deploy {path}: no such file or directory; {want}")
     if p.suffix in (".npy", ".npz"):
         try:
-            if p.suffix == ".npy":
-                x = np.load(p, allow_pickle=False)
-            else:
-                with np.load(p, allow_pickle=False) as z:
-                    key = "x" if "x" in z.files else z.files[0] if len(z.files) == 1 else None
-                    if key is None:
-                        raise UserError(f"--deploy {path}: name the image array 'x' (found "
-                                        f"{', '.join(z.files) or 'no array'}); {want}")
-                    x = z[key]
+            x = load_deploy_array(str(path), ("x",), "image", f"; {want}")
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a broken .npz too
             raise UserError(f"--deploy {path}: unreadable ({type(exc).__name__}: {exc}); {want}") from None
         if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
